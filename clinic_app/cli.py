@@ -1,0 +1,145 @@
+"""`clinic-app`: the one entry point. Every capability of the app is a subcommand.
+
+With no command it opens the GUI. Errors a person can act on (ClinicError) print one sentence
+and exit with the error's code; anything else is a bug, logged with its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+
+from clinic_app._version import __version__
+from clinic_app.config.settings import Settings, load_settings
+from clinic_app.domain.errors import ClinicError, NotAvailable
+from clinic_app.services.diagnostics import QT_PROBE_COMMAND
+
+log = logging.getLogger(__name__)
+
+
+#: Commands in the interface contract that later versions fill in, with what they will do.
+RESERVED_COMMANDS: dict[str, str] = {
+    "inspect": "show what ClinicFusion reads from an image, slide, ECG or note file",
+    "predict": "analyse one case's files with the model and print the suggestions",
+    "import": "import files into a case",
+    "batch": "import and analyse many cases for the triage worklist",
+    "report": "export a case's explanation report (PDF, DICOM, FHIR)",
+    "audit": "view, verify and export the audit trail",
+    "stats": "release aggregate statistics under the differential-privacy budget",
+    "db": "upgrade, check and back up the case database",
+    "users": "manage user accounts and roles",
+    "train": "train or fine-tune a model bundle",
+    "evaluate": "evaluate a model bundle on a manifest",
+    "demo": "seed or reset the composite demo cases",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="clinic-app",
+        description=(
+            "ClinicFusion: multimodal clinical decision support for research and "
+            "demonstration (not a validated medical device). Without a command, opens the "
+            "desktop app."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"ClinicFusion {__version__}")
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="use DIR for the database, logs and exports instead of the per-user default "
+        "(also CLINICFUSION_DATA_DIR)",
+    )
+    parser.add_argument(
+        "--log-level",
+        metavar="LEVEL",
+        help="DEBUG, INFO, WARNING or ERROR for the log file (default INFO)",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    commands.add_parser("gui", help="open the desktop app (the default)")
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="report Python, PyTorch/CUDA, Qt, data folder, database and model bundle; "
+        "exit 1 if something is broken",
+    )
+    doctor.add_argument("--json", action="store_true", help="print one JSON object")
+
+    for name, purpose in RESERVED_COMMANDS.items():
+        reserved = commands.add_parser(name, help=f"{purpose} (not in this version)")
+        reserved.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+    return parser
+
+
+def _cmd_gui(settings: Settings, args: argparse.Namespace) -> int:
+    from clinic_app.app import launch_gui
+
+    return launch_gui(settings)
+
+
+def _cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
+    from clinic_app.services.diagnostics import run_doctor
+
+    report = run_doctor(settings)
+    print(report.to_json() if args.json else report.to_text())
+    return 0 if report.ok else 1
+
+
+def _cmd_reserved(settings: Settings, args: argparse.Namespace) -> int:
+    raise NotAvailable(
+        f"'{args.command}' is not available in this version (ClinicFusion {__version__})."
+    )
+
+
+_HANDLERS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+    "gui": _cmd_gui,
+    "doctor": _cmd_doctor,
+} | dict.fromkeys(RESERVED_COMMANDS, _cmd_reserved)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` (default: sys.argv[1:]), run the command, return the exit status."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == [QT_PROBE_COMMAND]:
+        # Internal: `doctor` starts Qt in a child process so a broken plugin cannot crash it.
+        from clinic_app.gui.probe import qt_probe
+
+        return qt_probe()
+    parser = build_parser()
+    args = parser.parse_args(arguments)
+    command = args.command or "gui"
+    try:
+        settings = load_settings(args.data_dir, log_level=args.log_level)
+        return _HANDLERS[command](settings, args)
+    except ClinicError as exc:
+        print(f"clinic-app: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("clinic-app: interrupted.", file=sys.stderr)
+        return 130
+    except Exception:
+        log_file = _log_file()
+        if log_file is None:
+            traceback.print_exc()
+        else:
+            log.exception("Unexpected error in `clinic-app %s`", command)
+        where = f"details are in {log_file}" if log_file else "the details are above"
+        print(
+            f"clinic-app: unexpected error in '{command}'; {where}. Please report it with "
+            "the output of `clinic-app doctor`.",
+            file=sys.stderr,
+        )
+        return 70
+
+
+def _log_file() -> str | None:
+    """The log file that records tracebacks, if logging to a file has been set up."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            return handler.baseFilename
+    return None

@@ -1,0 +1,186 @@
+"""Typed settings: where ClinicFusion keeps its data, and how a user or admin changes that.
+
+Precedence, lowest first: built-in defaults (platformdirs' user data dir) < ``settings.toml``
+in the data dir < ``CLINICFUSION_*`` environment variables < command-line flags. The data dir
+itself comes from ``--data-dir``, else ``CLINICFUSION_DATA_DIR``, else the per-user default, so
+a second data dir is a fully separate installation (handy for tests, training and portable use).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+from clinic_app.domain.errors import ConfigError
+
+APP_NAME = "ClinicFusion"
+SETTINGS_FILENAME = "settings.toml"
+DATABASE_FILENAME = "clinicfusion.sqlite3"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+ENV_DATA_DIR = "CLINICFUSION_DATA_DIR"
+ENV_DATABASE_URL = "CLINICFUSION_DATABASE_URL"
+ENV_MODEL_BUNDLE = "CLINICFUSION_MODEL_BUNDLE"
+ENV_LOG_LEVEL = "CLINICFUSION_LOG_LEVEL"
+
+
+def default_data_dir() -> Path:
+    """The per-user data folder, e.g. ``~/.local/share/ClinicFusion`` on Linux."""
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False, roaming=False))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that decides where data lives and how the app behaves; immutable once loaded."""
+
+    data_dir: Path
+    database_url: str
+    model_bundle: Path | None = None
+    log_level: str = "INFO"
+    settings_file: Path | None = field(default=None, compare=False)
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def log_file(self) -> Path:
+        return self.logs_dir / "clinicfusion.log"
+
+    @property
+    def exports_dir(self) -> Path:
+        """Reports and exports written by the app (PDF, DICOM, FHIR)."""
+        return self.data_dir / "exports"
+
+    @property
+    def inputs_dir(self) -> Path:
+        """Copies of imported files, addressed by sha256."""
+        return self.data_dir / "inputs"
+
+    @property
+    def models_dir(self) -> Path:
+        """Model bundles installed or trained by this clinic."""
+        return self.data_dir / "models"
+
+    @property
+    def database_path(self) -> Path | None:
+        """The SQLite file, or None when the database is a server (PostgreSQL)."""
+        prefix = "sqlite:///"
+        if self.database_url.startswith(prefix) and self.database_url != "sqlite:///:memory:":
+            return Path(self.database_url[len(prefix) :])
+        return None
+
+
+def _sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def _read_settings_file(path: Path) -> dict[str, object]:
+    try:
+        with path.open("rb") as handle:
+            raw = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"The settings file {path} is not valid TOML ({exc}).",
+            hint="Fix the line named above or delete the file to go back to the defaults.",
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(f"The settings file {path} cannot be read ({exc.strerror}).") from exc
+
+    allowed: dict[str, type] = {"database_url": str, "model_bundle": str, "log_level": str}
+    for key, value in raw.items():
+        if key not in allowed:
+            raise ConfigError(
+                f"The settings file {path} has an unknown setting '{key}'.",
+                hint=f"Known settings: {', '.join(sorted(allowed))}.",
+            )
+        if not isinstance(value, allowed[key]):
+            raise ConfigError(
+                f"The setting '{key}' in {path} must be text in quotes, not {value!r}."
+            )
+    return raw
+
+
+def _check_log_level(value: str, source: str) -> str:
+    level = value.strip().upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(
+            f"The log level '{value}' from {source} is not one of {', '.join(LOG_LEVELS)}."
+        )
+    return level
+
+
+def load_settings(
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    log_level: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Resolve the settings from defaults, the settings file, the environment and flags.
+
+    Raises :class:`ConfigError` naming the file, variable or value that is wrong.
+    """
+    env = os.environ if environ is None else environ
+    if data_dir is not None and str(data_dir).strip():
+        root = Path(data_dir)
+    elif env.get(ENV_DATA_DIR, "").strip():
+        root = Path(env[ENV_DATA_DIR])
+    else:
+        root = default_data_dir()
+    root = root.expanduser().resolve()
+
+    settings_file = root / SETTINGS_FILENAME
+    from_file = _read_settings_file(settings_file) if settings_file.is_file() else {}
+
+    database_url = str(
+        env.get(ENV_DATABASE_URL)
+        or from_file.get("database_url")
+        or _sqlite_url(root / DATABASE_FILENAME)
+    )
+    bundle_text = env.get(ENV_MODEL_BUNDLE) or from_file.get("model_bundle")
+    model_bundle = Path(str(bundle_text)).expanduser() if bundle_text else None
+    if model_bundle is not None and not model_bundle.is_absolute():
+        model_bundle = (root / model_bundle).resolve()
+
+    if log_level is not None:
+        level = _check_log_level(log_level, "--log-level")
+    elif env.get(ENV_LOG_LEVEL):
+        level = _check_log_level(env[ENV_LOG_LEVEL], ENV_LOG_LEVEL)
+    elif "log_level" in from_file:
+        level = _check_log_level(str(from_file["log_level"]), str(settings_file))
+    else:
+        level = "INFO"
+
+    return Settings(
+        data_dir=root,
+        database_url=database_url,
+        model_bundle=model_bundle,
+        log_level=level,
+        settings_file=settings_file if from_file else None,
+    )
+
+
+def ensure_data_dirs(settings: Settings) -> None:
+    """Create the data folders and prove they are writable, or raise one clear ConfigError."""
+    for folder in (settings.data_dir, settings.logs_dir, settings.exports_dir):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"The data folder {folder} cannot be created ({exc.strerror or exc}).",
+                hint="Choose another folder with --data-dir or fix the folder's permissions.",
+            ) from exc
+    probe = settings.data_dir / ".write-test"
+    try:
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"The data folder {settings.data_dir} cannot be written ({exc.strerror or exc}).",
+            hint="Choose another folder with --data-dir or fix the folder's permissions.",
+        ) from exc

@@ -1,0 +1,30 @@
+"""Plain, dependency-free domain objects shared by every layer (stdlib + numpy only)."""
+
+from __future__ import annotations
+
+from clinic_app.domain.errors import (
+    AccessDenied,
+    AuditIntegrityError,
+    ClinicError,
+    ConfigError,
+    InputError,
+    ModelError,
+    NotAvailable,
+    PrivacyBudgetExceeded,
+    StorageError,
+)
+from clinic_app.domain.intended_use import INTENDED_USE, INTENDED_USE_SHORT
+
+__all__ = [
+    "INTENDED_USE",
+    "INTENDED_USE_SHORT",
+    "AccessDenied",
+    "AuditIntegrityError",
+    "ClinicError",
+    "ConfigError",
+    "InputError",
+    "ModelError",
+    "NotAvailable",
+    "PrivacyBudgetExceeded",
+    "StorageError",
+]

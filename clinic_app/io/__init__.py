@@ -1,0 +1,1 @@
+"""Files -> domain objects: pathology images and slides, ECG, notes; hardened parsing."""

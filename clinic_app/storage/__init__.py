@@ -1,0 +1,1 @@
+"""Case store: SQLAlchemy engine and ORM, Alembic migrations, audit chain, privacy ledger."""

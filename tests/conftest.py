@@ -1,0 +1,49 @@
+"""Shared fixtures. Tests never touch the user's real data folder or the network."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Before any Qt or Hugging Face import: headless Qt and no downloads, also for a bare `pytest`.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test reads the developer's settings: drop CLINICFUSION_* and point HOME elsewhere."""
+    for name in list(os.environ):
+        if name.startswith("CLINICFUSION_"):
+            monkeypatch.delenv(name)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """A fresh, not yet created data folder for one test."""
+    return tmp_path / "clinic-data"
+
+
+@pytest.fixture
+def settings(data_dir: Path):  # type: ignore[no-untyped-def]
+    from clinic_app.config.settings import load_settings
+
+    return load_settings(data_dir)
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The real public data beside the project; skips the test when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent (see ../shared/data/README.md)")
+    return SHARED_DATA

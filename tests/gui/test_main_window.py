@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import pytest
+
+from clinic_app import __version__
+from clinic_app.config.settings import Settings
+from clinic_app.domain.intended_use import INTENDED_USE, INTENDED_USE_SHORT
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def window(qtbot, settings: Settings):  # type: ignore[no-untyped-def]
+    from clinic_app.gui.main_window import MainWindow
+
+    win = MainWindow(settings)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    return win
+
+
+def test_main_window_shows_intended_use_at_all_times(window) -> None:  # type: ignore[no-untyped-def]
+    assert window.isVisible()
+    assert "research use only" in window.windowTitle()
+    assert __version__ in window.windowTitle()
+    assert window.banner.isVisible() and window.banner.text() == INTENDED_USE_SHORT
+    status = window.intended_use_label
+    assert status.isVisible() and status.text() == INTENDED_USE_SHORT
+    assert "not a validated medical device" in INTENDED_USE_SHORT
+
+
+def test_menus(window) -> None:  # type: ignore[no-untyped-def]
+    titles = [action.text() for action in window.menuBar().actions()]
+    assert titles == ["&File", "&Tools", "&Help"]
+    help_menu = window.menuBar().actions()[2].menu()
+    assert [a.text() for a in help_menu.actions()] == [
+        "&Intended use",
+        "&About ClinicFusion",
+        "About &Qt",
+    ]
+
+
+def test_about_shows_version_and_the_intended_use_statement(window) -> None:  # type: ignore[no-untyped-def]
+    dialog = window.show_about()
+    assert dialog.isVisible()
+    text = dialog.plain_text()
+    assert f"ClinicFusion {__version__}" in text
+    assert INTENDED_USE in text
+    assert str(window.settings.data_dir) in text
+    dialog.reject()
+    assert not dialog.isVisible()
+
+
+def test_intended_use_dialog(window) -> None:  # type: ignore[no-untyped-def]
+    box = window.show_intended_use()
+    assert box.text() == INTENDED_USE
+    box.close()
+
+
+def test_home_shows_this_installation(window, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    form = window.installation_form
+    rows = {
+        form.itemAt(row, form.ItemRole.LabelRole).widget().text(): form.itemAt(
+            row, form.ItemRole.FieldRole
+        ).widget()
+        for row in range(form.rowCount())
+    }
+    assert set(rows) == {"Data folder:", "Database:", "Model bundle:"}
+    assert str(settings.data_dir) in rows["Data folder:"].text()
+    assert rows["Model bundle:"].property("checkStatus") == "warn"
+    assert "none installed" in rows["Model bundle:"].text()
+
+
+def test_system_check_runs_in_the_background_and_shows_the_report(window, qtbot) -> None:  # type: ignore[no-untyped-def]
+    dialog = window.show_system_check()
+    assert dialog.isVisible()
+    qtbot.waitUntil(lambda: dialog.report is not None, timeout=120_000)
+    text = dialog.output.toPlainText()
+    assert "PyTorch" in text and "Qt" in text and "Model bundle" in text
+    assert dialog.status.text() == "No problem found."
+    dialog.reject()

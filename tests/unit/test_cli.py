@@ -1,0 +1,189 @@
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clinic_app import __version__
+from clinic_app.cli import RESERVED_COMMANDS, main
+from model.bundle import write_metadata
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the installed entry point as a user would (a real child process)."""
+    return subprocess.run(
+        [sys.executable, "-m", "clinic_app", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert "--data-dir" in out
+    assert "not a validated medical device" in out
+    for command in ["gui", "doctor", *RESERVED_COMMANDS]:
+        assert command in out
+    assert "_qt-probe" not in out
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"ClinicFusion {__version__}"
+
+
+@pytest.mark.parametrize("command", sorted(RESERVED_COMMANDS))
+def test_reserved_commands_exit_2_with_a_sentence(
+    command: str, capsys: pytest.CaptureFixture[str], data_dir: Path
+) -> None:
+    assert main(["--data-dir", str(data_dir), command, "some-file.svs", "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.strip() == (
+        f"clinic-app: '{command}' is not available in this version (ClinicFusion {__version__})."
+    )
+    assert "Traceback" not in captured.err
+
+
+def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["frobnicate"])
+    assert exited.value.code == 2
+    assert "invalid choice: 'frobnicate'" in capsys.readouterr().err
+
+
+def test_bad_settings_file_is_one_line_with_exit_78(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "settings.toml").write_text('theme = "dark"\n', encoding="utf-8")
+    assert main(["--data-dir", str(tmp_path), "doctor"]) == 78
+    err = capsys.readouterr().err
+    assert "unknown setting 'theme'" in err
+    assert "Traceback" not in err
+
+
+def test_doctor_on_a_fresh_install_reports_everything_and_passes(data_dir: Path) -> None:
+    result = run_cli("--data-dir", str(data_dir), "doctor")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert f"ClinicFusion {__version__} doctor" in out
+    assert re.search(rf"\[ OK \] Python\s+{re.escape(platform.python_version())} ", out)
+    import torch
+
+    assert re.search(rf"\[ OK \] PyTorch\s+{re.escape(torch.__version__)}, ", out)
+    assert "CUDA:" in out and "MPS:" in out
+    assert re.search(r"\[ OK \] Qt\s+PySide6 6\.", out) and "platform 'offscreen'" in out
+    assert str(data_dir) in out
+    assert "Database" in out and "(created on first launch)" in out
+    assert "[WARN] Model bundle" in out and "none installed" in out
+    assert "Result: no problem found" in out
+    assert not data_dir.exists(), "doctor must not create or change anything"
+
+
+def test_doctor_json_and_a_verified_bundle(data_dir: Path) -> None:
+    bundle = data_dir / "models" / "tiny-fusion"
+    bundle.mkdir(parents=True)
+    (bundle / "model.safetensors").write_bytes(b"weights" * 10)
+    info = write_metadata(bundle, {"name": "tiny-fusion", "version": "0.0.1"})
+    result = run_cli("--data-dir", str(data_dir), "doctor", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] is True
+    checks = {check["name"]: check for check in report["checks"]}
+    assert set(checks) == {
+        "ClinicFusion",
+        "Python",
+        "PyTorch",
+        "Qt",
+        "Data folder",
+        "Database",
+        "Model bundle",
+    }
+    assert checks["PyTorch"]["facts"]["build"] in {"CPU"} or checks["PyTorch"]["facts"][
+        "build"
+    ].startswith(("CUDA", "ROCm"))
+    assert checks["Qt"]["facts"]["platform"] == "offscreen"
+    assert checks["Model bundle"]["status"] == "ok"
+    assert checks["Model bundle"]["facts"]["sha256"] == info.sha256
+    assert checks["Model bundle"]["facts"]["version"] == "0.0.1"
+
+
+def test_doctor_exits_1_for_a_tampered_bundle(data_dir: Path) -> None:
+    bundle = data_dir / "models" / "tiny-fusion"
+    bundle.mkdir(parents=True)
+    (bundle / "model.safetensors").write_bytes(b"weights" * 10)
+    write_metadata(bundle, {"name": "tiny-fusion", "version": "0.0.1"})
+    (bundle / "model.safetensors").write_bytes(b"evil" * 10)
+    result = run_cli("--data-dir", str(data_dir), "doctor")
+    assert result.returncode == 1
+    assert "[FAIL] Model bundle" in result.stdout
+    assert "model.safetensors does not match its recorded sha256" in result.stdout
+    assert "problem(s) found" in result.stdout
+
+
+def test_doctor_exits_1_when_the_named_bundle_is_missing(data_dir: Path) -> None:
+    result = run_cli(
+        "--data-dir", str(data_dir), "doctor", env={"CLINICFUSION_MODEL_BUNDLE": "/no/bundle"}
+    )
+    assert result.returncode == 1
+    assert "[FAIL] Model bundle" in result.stdout and "/no/bundle does not exist" in result.stdout
+
+
+def test_doctor_exits_1_for_a_file_that_is_not_a_database(data_dir: Path) -> None:
+    data_dir.mkdir()
+    (data_dir / "clinicfusion.sqlite3").write_bytes(b"this is not sqlite" * 100)
+    result = run_cli("--data-dir", str(data_dir), "doctor")
+    assert result.returncode == 1
+    assert "[FAIL] Database" in result.stdout
+    assert "file is not a database" in result.stdout
+    assert (data_dir / "clinicfusion.sqlite3").read_bytes() == b"this is not sqlite" * 100
+
+
+def test_doctor_reads_the_schema_revision_of_an_existing_database(data_dir: Path) -> None:
+    import sqlite3
+
+    data_dir.mkdir()
+    with sqlite3.connect(data_dir / "clinicfusion.sqlite3") as connection:
+        connection.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+        connection.execute("INSERT INTO alembic_version VALUES ('0001_cases')")
+    connection.close()
+    result = run_cli("--data-dir", str(data_dir), "doctor", "--json")
+    checks = {check["name"]: check for check in json.loads(result.stdout)["checks"]}
+    assert checks["Database"]["status"] == "ok"
+    assert checks["Database"]["facts"]["schema_revision"] == "0001_cases"
+
+
+def test_doctor_exits_1_when_qt_cannot_start(data_dir: Path) -> None:
+    result = run_cli(
+        "--data-dir", str(data_dir), "doctor", env={"QT_QPA_PLATFORM": "no-such-platform"}
+    )
+    assert result.returncode == 1
+    assert "[FAIL] Qt" in result.stdout
+    assert "the GUI cannot start" in result.stdout
+    assert "no-such-platform" in result.stdout
+    assert "fix: On Linux install Qt's system libraries" in result.stdout
+
+
+def test_console_script_is_installed() -> None:
+    script = Path(sys.executable).with_name("clinic-app")
+    if not script.exists():
+        pytest.skip("the clinic-app script is not beside this interpreter")
+    result = subprocess.run(
+        [str(script), "--version"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"ClinicFusion {__version__}"

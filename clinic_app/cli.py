@@ -96,10 +96,9 @@ def _cmd_reserved(settings: Settings, args: argparse.Namespace) -> int:
     )
 
 
-_HANDLERS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
-    "gui": _cmd_gui,
-    "doctor": _cmd_doctor,
-} | dict.fromkeys(RESERVED_COMMANDS, _cmd_reserved)
+Handler = Callable[[Settings, argparse.Namespace], int]
+_HANDLERS: dict[str, Handler] = {"gui": _cmd_gui, "doctor": _cmd_doctor}
+_HANDLERS.update(dict.fromkeys(RESERVED_COMMANDS, _cmd_reserved))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,7 +19,7 @@ LOG_BACKUPS = 5
 
 
 class _UtcFormatter(logging.Formatter):
-    converter = time.gmtime
+    converter = staticmethod(time.gmtime)
 
 
 def setup_logging(settings: Settings, *, stderr_level: int | None = logging.WARNING) -> None:

@@ -7,7 +7,7 @@ import platform
 
 import PySide6
 from PySide6.QtCore import Qt, qVersion
-from PySide6.QtGui import QFontDatabase
+from PySide6.QtGui import QFontDatabase, QGuiApplication
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -74,6 +74,10 @@ class SystemCheckDialog(QDialog):
         self.output.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)
+        self.copy_button = buttons.addButton("Copy report", QDialogButtonBox.ButtonRole.ActionRole)
+        self.copy_button.setEnabled(False)
+        self.copy_button.setToolTip("Copy the report to send it to your IT team")
+        self.copy_button.clicked.connect(self.copy_report)
         layout = QVBoxLayout(self)
         layout.addWidget(self.status)
         layout.addWidget(self.output)
@@ -87,6 +91,11 @@ class SystemCheckDialog(QDialog):
         self.status.setText(
             "No problem found." if not problems else f"{problems} problem(s) found: see below."
         )
+        self.copy_button.setEnabled(True)
+
+    def copy_report(self) -> None:
+        """Put the report on the clipboard (what IT asks for)."""
+        QGuiApplication.clipboard().setText(self.output.toPlainText())
 
     def _show_error(self, exc: Exception) -> None:
         self.status.setText(f"The system check itself failed: {exc}")

@@ -101,7 +101,11 @@ def _check_python() -> Check:
         f"{version} ({platform.python_implementation()}, {platform.system()} "
         f"{platform.release()}, {platform.machine()}) {sys.executable}"
     )
-    facts = {"version": version, "executable": sys.executable, "platform": platform.platform()}
+    facts: dict[str, object] = {
+        "version": version,
+        "executable": sys.executable,
+        "platform": platform.platform(),
+    }
     return Check("Python", "ok", detail, facts=facts)
 
 
@@ -232,7 +236,7 @@ def _check_database(settings: Settings) -> Check:
         "schema_revision": status.schema_revision,
     }
     if not status.exists:
-        return Check("Database", "ok", f"{status.url} (created on first launch)", facts=facts)
+        return Check("Database", "ok", f"{status.url} (not created yet)", facts=facts)
     revision = status.schema_revision or "none"
     size = f", {status.size_bytes / 2**20:.1f} MiB" if status.size_bytes is not None else ""
     detail = f"{status.url} ({status.backend}{size}); schema revision {revision}"

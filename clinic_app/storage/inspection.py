@@ -66,7 +66,8 @@ def database_status(database_url: str) -> DatabaseStatus:
                     text("SELECT version_num FROM alembic_version")
                 ).scalar_one_or_none()
     except SQLAlchemyError as exc:
-        reason = str(exc.orig) if getattr(exc, "orig", None) is not None else str(exc)
+        original = getattr(exc, "orig", None)
+        reason = str(original) if original is not None else str(exc)
         raise StorageError(
             f"The database {shown} cannot be read ({reason}).",
             hint="If it is a SQLite file, check it is a ClinicFusion database and not damaged; "

@@ -79,4 +79,8 @@ def test_system_check_runs_in_the_background_and_shows_the_report(window, qtbot)
     text = dialog.output.toPlainText()
     assert "PyTorch" in text and "Qt" in text and "Model bundle" in text
     assert dialog.status.text() == "No problem found."
+    dialog.copy_button.click()
+    from PySide6.QtGui import QGuiApplication
+
+    assert QGuiApplication.clipboard().text() == text
     dialog.reject()

@@ -203,13 +203,14 @@ def _check_data_dir(settings: Settings) -> Check:
     folder = settings.data_dir
     facts: dict[str, object] = {"path": str(folder), "log_file": str(settings.log_file)}
     if not folder.exists():
-        parent = next((p for p in folder.parents if p.exists()), None)
-        if parent is not None and os.access(parent, os.W_OK):
+        ancestor = next((p for p in folder.parents if p.exists()), None)
+        if ancestor is not None and ancestor.is_dir() and os.access(ancestor, os.W_OK):
             return Check("Data folder", "ok", f"{folder} (created on first launch)", facts=facts)
+        why = f"{ancestor} is not a writable folder" if ancestor else "no parent folder exists"
         return Check(
             "Data folder",
             "fail",
-            f"{folder} does not exist and cannot be created.",
+            f"{folder} does not exist and cannot be created ({why}).",
             "Choose another folder with --data-dir.",
             facts,
         )

@@ -84,3 +84,32 @@ def test_system_check_runs_in_the_background_and_shows_the_report(window, qtbot)
 
     assert QGuiApplication.clipboard().text() == text
     dialog.reject()
+
+
+def test_launch_gui_opens_the_main_window_and_logs(qapp, settings: Settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The `clinic-app` default path: data folders, log file, main window, event loop."""
+    import sys
+
+    from PySide6.QtCore import QTimer
+
+    from clinic_app.app import launch_gui
+    from clinic_app.gui.main_window import MainWindow
+
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # run_gui installs its own
+    seen: list[MainWindow] = []
+
+    def close_when_shown() -> None:
+        windows = [w for w in qapp.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
+        if not windows:
+            QTimer.singleShot(50, close_when_shown)
+            return
+        seen.extend(windows)
+        for window in windows:
+            window.close()
+        qapp.quit()
+
+    QTimer.singleShot(0, close_when_shown)
+    assert launch_gui(settings) == 0
+    assert [w.settings.data_dir for w in seen] == [settings.data_dir]
+    assert settings.logs_dir.is_dir() and settings.exports_dir.is_dir()
+    assert "starting with data dir" in settings.log_file.read_text(encoding="utf-8")

@@ -187,3 +187,23 @@ def test_console_script_is_installed() -> None:
     )
     assert result.returncode == 0
     assert result.stdout.strip() == f"ClinicFusion {__version__}"
+
+
+def test_doctor_exits_1_when_the_data_folder_cannot_be_created(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    result = run_cli("--data-dir", str(blocker / "data"), "doctor")
+    assert result.returncode == 1
+    assert "[FAIL] Data folder" in result.stdout
+    assert f"{blocker} is not a writable folder" in result.stdout
+
+
+def test_gui_with_an_unusable_data_folder_is_one_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    assert main(["--data-dir", str(blocker / "data")]) == 78
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"clinic-app: The data folder {blocker / 'data'} cannot be created")
+    assert "--data-dir" in err and "\n" not in err

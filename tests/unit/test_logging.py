@@ -2,24 +2,9 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
-from collections.abc import Iterator
-
-import pytest
 
 from clinic_app.config.logging_setup import LOG_BACKUPS, LOG_MAX_BYTES, setup_logging
 from clinic_app.config.settings import Settings, ensure_data_dirs, load_settings
-
-
-@pytest.fixture
-def restore_root_logger() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-            handler.close()
-    root.setLevel(level)
 
 
 def _ours(settings: Settings) -> list[logging.Handler]:
@@ -31,7 +16,6 @@ def _ours(settings: Settings) -> list[logging.Handler]:
     ]
 
 
-@pytest.mark.usefixtures("restore_root_logger")
 def test_log_records_go_to_a_rotating_file_in_the_data_dir(settings: Settings) -> None:
     ensure_data_dirs(settings)
     setup_logging(settings, stderr_level=None)
@@ -47,7 +31,6 @@ def test_log_records_go_to_a_rotating_file_in_the_data_dir(settings: Settings) -
     assert handler.backupCount == LOG_BACKUPS
 
 
-@pytest.mark.usefixtures("restore_root_logger")
 def test_setting_up_twice_does_not_duplicate_lines(settings: Settings) -> None:
     ensure_data_dirs(settings)
     setup_logging(settings, stderr_level=None)
@@ -59,7 +42,6 @@ def test_setting_up_twice_does_not_duplicate_lines(settings: Settings) -> None:
     assert settings.log_file.read_text(encoding="utf-8").count("once") == 1
 
 
-@pytest.mark.usefixtures("restore_root_logger")
 def test_log_level_from_settings_filters_the_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
     settings = load_settings(tmp_path, log_level="WARNING", environ={})
     ensure_data_dirs(settings)

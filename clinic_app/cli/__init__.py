@@ -2,11 +2,16 @@
 
 With no command it opens the GUI. Errors a person can act on (ClinicError) print one sentence
 and exit with the error's code; anything else is a bug, logged with its traceback.
+
+Each implemented command lives in its own module of this package, with ``register(commands)``
+adding its sub-parser and setting ``handler=`` to a ``(settings, args) -> int`` function; the
+modules import their services lazily so that `clinic-app --version` stays instant.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 import traceback
@@ -19,6 +24,9 @@ from clinic_app.services.diagnostics import QT_PROBE_COMMAND
 
 log = logging.getLogger(__name__)
 
+
+#: Modules of this package that implement commands, in the order --help lists them.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 #: Commands in the interface contract that later versions fill in, with what they will do.
 RESERVED_COMMANDS: dict[str, str] = {
@@ -60,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    commands.add_parser("gui", help="open the desktop app (the default)")
+    commands.add_parser("gui", help="open the desktop app (the default)").set_defaults(
+        handler=_cmd_gui
+    )
 
     doctor = commands.add_parser(
         "doctor",
@@ -68,10 +78,20 @@ def build_parser() -> argparse.ArgumentParser:
         "exit 1 if something is broken",
     )
     doctor.add_argument("--json", action="store_true", help="print one JSON object")
+    doctor.set_defaults(handler=_cmd_doctor)
+
+    implemented: set[str] = set()
+    for module_name in COMMAND_MODULES:
+        module = importlib.import_module(f"clinic_app.cli.{module_name}")
+        module.register(commands)
+        implemented.add(module_name)
 
     for name, purpose in RESERVED_COMMANDS.items():
+        if name in implemented:
+            continue
         reserved = commands.add_parser(name, help=f"{purpose} (not in this version)")
         reserved.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        reserved.set_defaults(handler=_cmd_reserved)
 
     return parser
 
@@ -97,8 +117,6 @@ def _cmd_reserved(settings: Settings, args: argparse.Namespace) -> int:
 
 
 Handler = Callable[[Settings, argparse.Namespace], int]
-_HANDLERS: dict[str, Handler] = {"gui": _cmd_gui, "doctor": _cmd_doctor}
-_HANDLERS.update(dict.fromkeys(RESERVED_COMMANDS, _cmd_reserved))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -114,7 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = args.command or "gui"
     try:
         settings = load_settings(args.data_dir, log_level=args.log_level)
-        return _HANDLERS[command](settings, args)
+        handler: Handler = getattr(args, "handler", _cmd_gui)
+        return handler(settings, args)
     except ClinicError as exc:
         print(f"clinic-app: {exc}", file=sys.stderr)
         return exc.exit_code

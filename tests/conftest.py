@@ -62,3 +62,56 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data folder {SHARED_DATA} is absent (see ../shared/data/README.md)")
     return SHARED_DATA
+
+
+# -- databases: every storage and audit test runs on SQLite and, where a server is configured,
+# on PostgreSQL. CI starts a real PostgreSQL server and sets CF_TEST_POSTGRES_URL to a
+# role that may create databases; each test gets a database of its own.
+POSTGRES_URL_VARIABLE = "CF_TEST_POSTGRES_URL"
+
+
+def _postgres_admin_url() -> str | None:
+    url = os.environ.get(POSTGRES_URL_VARIABLE, "").strip()
+    if not url:
+        if os.environ.get("CI") == "true":
+            raise RuntimeError(f"CI must set {POSTGRES_URL_VARIABLE} (see .ci/run)")
+        return None
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A URL of an empty database: a SQLite file, then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'cases.sqlite3'}"
+        return
+    admin_url = _postgres_admin_url()
+    if admin_url is None:
+        pytest.skip(f"no PostgreSQL server: set {POSTGRES_URL_VARIABLE} to test on one")
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"cf_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def database(database_url: str):  # type: ignore[no-untyped-def]
+    """A migrated, empty case database on each back end."""
+    from clinic_app.storage.engine import Database, create_database_engine
+    from clinic_app.storage.migrate import upgrade
+
+    db = Database(create_database_engine(database_url))
+    upgrade(db)
+    yield db
+    db.dispose()

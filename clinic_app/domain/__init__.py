@@ -14,17 +14,33 @@ from clinic_app.domain.errors import (
     StorageError,
 )
 from clinic_app.domain.intended_use import INTENDED_USE, INTENDED_USE_SHORT
+from clinic_app.domain.records import (
+    AuditAction,
+    AuditOutcome,
+    CaseStatus,
+    DecisionAction,
+    Modality,
+    ReportKind,
+    Role,
+)
 
 __all__ = [
     "INTENDED_USE",
     "INTENDED_USE_SHORT",
     "AccessDenied",
+    "AuditAction",
     "AuditIntegrityError",
+    "AuditOutcome",
+    "CaseStatus",
     "ClinicError",
     "ConfigError",
+    "DecisionAction",
     "InputError",
+    "Modality",
     "ModelError",
     "NotAvailable",
     "PrivacyBudgetExceeded",
+    "ReportKind",
+    "Role",
     "StorageError",
 ]

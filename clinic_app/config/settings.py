@@ -27,11 +27,19 @@ ENV_DATA_DIR = "CLINICFUSION_DATA_DIR"
 ENV_DATABASE_URL = "CLINICFUSION_DATABASE_URL"
 ENV_MODEL_BUNDLE = "CLINICFUSION_MODEL_BUNDLE"
 ENV_LOG_LEVEL = "CLINICFUSION_LOG_LEVEL"
+ENV_KEYS_DIR = "CLINICFUSION_KEYS_DIR"
 
 
 def default_data_dir() -> Path:
     """The per-user data folder, e.g. ``~/.local/share/ClinicFusion`` on Linux."""
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False, roaming=False))
+
+
+def default_keys_dir() -> Path:
+    """Secrets kept apart from the data (audit HMAC key, database key when no OS keyring):
+    ``~/.config/ClinicFusion/keys`` on Linux. A copy of the data folder alone cannot forge the
+    audit trail's checkpoints."""
+    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False, roaming=False)) / "keys"
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,7 @@ class Settings:
     database_url: str
     model_bundle: Path | None = None
     log_level: str = "INFO"
+    keys_dir: Path = field(default_factory=default_keys_dir)
     settings_file: Path | None = field(default=None, compare=False)
 
     @property
@@ -156,8 +165,10 @@ def load_settings(
     else:
         level = "INFO"
 
+    keys_dir = Path(env[ENV_KEYS_DIR]) if env.get(ENV_KEYS_DIR, "").strip() else default_keys_dir()
     return Settings(
         data_dir=root,
+        keys_dir=keys_dir.expanduser().resolve(),
         database_url=database_url,
         model_bundle=model_bundle,
         log_level=level,

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
 
 from clinic_app.domain.permissions import Permission, require
-from clinic_app.domain.records import Role
+from clinic_app.domain.records import AuditAction, AuditOutcome, Role
+from clinic_app.storage.audit import AuditRecord, append_event
+from clinic_app.storage.engine import Database
+from clinic_app.storage.orm import AuditEvent
 
 
 def workstation_name() -> str:
@@ -29,3 +35,57 @@ class Actor:
     def system(cls) -> Actor:
         """The app acting on its own behalf (first-run set-up, migrations); role admin."""
         return cls(user_id=None, username="system", role=Role.ADMIN, workstation=workstation_name())
+
+
+def record_audit(
+    session: Session,
+    actor: Actor,
+    event_type: str,
+    action: AuditAction,
+    *,
+    outcome: AuditOutcome = AuditOutcome.SUCCESS,
+    patient_pseudonym: str | None = None,
+    case_uid: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Write one audit event for ``actor`` in ``session``'s transaction (commits with it).
+
+    Never put a patient name, record number or note text in ``details``: ids and hashes only.
+    """
+    return append_event(
+        session,
+        AuditRecord(
+            event_type=event_type,
+            action=action,
+            outcome=outcome,
+            user_id=actor.user_id,
+            username=actor.username,
+            role=actor.role.value,
+            workstation=actor.workstation,
+            patient_pseudonym=patient_pseudonym,
+            case_uid=case_uid,
+            details=details or {},
+        ),
+    )
+
+
+def record_denied(
+    database: Database,
+    actor: Actor,
+    event_type: str,
+    action: AuditAction,
+    reason: str,
+    *,
+    case_uid: str | None = None,
+) -> None:
+    """Audit a refused attempt in its own transaction (the refused action has none)."""
+    with database.write() as session:
+        record_audit(
+            session,
+            actor,
+            event_type,
+            action,
+            outcome=AuditOutcome.MINOR_FAILURE,
+            case_uid=case_uid,
+            details={"refused": reason},
+        )

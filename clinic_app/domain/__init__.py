@@ -11,6 +11,7 @@ from clinic_app.domain.errors import (
     ModelError,
     NotAvailable,
     PrivacyBudgetExceeded,
+    ReadOnlyCase,
     StorageError,
 )
 from clinic_app.domain.intended_use import INTENDED_USE, INTENDED_USE_SHORT
@@ -40,6 +41,7 @@ __all__ = [
     "ModelError",
     "NotAvailable",
     "PrivacyBudgetExceeded",
+    "ReadOnlyCase",
     "ReportKind",
     "Role",
     "StorageError",

@@ -72,3 +72,9 @@ class NotAvailable(ClinicError):
     """A command or feature exists in the interface but not in this version."""
 
     exit_code = 2
+
+
+class ReadOnlyCase(ClinicError):
+    """The case is signed (or superseded by an amendment) and can no longer change."""
+
+    exit_code = 1

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from clinic_app.domain.errors import StorageError
+from clinic_app.storage.guards import install_guards
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,8 @@ class Database:
             else engine
         )
         self._read_sessions = sessionmaker(self._read_engine, expire_on_commit=False)
+        for factory in (self._sessions, self._read_sessions):
+            install_guards(factory)
 
     @property
     def backend(self) -> str:
@@ -124,12 +127,12 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        """A read-only unit of work (deferred BEGIN on SQLite); never commits changes."""
+        """A read-only unit of work (deferred BEGIN on SQLite); never commits changes.
+
+        Closing the session ends the transaction without expiring what was loaded, so the
+        objects can still be read (not lazily loaded) after the block."""
         with _translate_errors(self), self._read_sessions() as session:
-            try:
-                yield session
-            finally:
-                session.rollback()
+            yield session
 
     def dispose(self) -> None:
         self.engine.dispose()

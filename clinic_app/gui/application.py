@@ -12,8 +12,11 @@ from PySide6.QtWidgets import QApplication
 from clinic_app._version import __version__
 from clinic_app.config.assets import asset_path
 from clinic_app.config.settings import Settings
+from clinic_app.domain.errors import ClinicError
 from clinic_app.gui.dialogs import show_error
 from clinic_app.gui.main_window import MainWindow
+from clinic_app.gui.workers import db_write_pool
+from clinic_app.services.database import open_database
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +36,18 @@ def create_application(argv: list[str] | None = None) -> QApplication:
 
 
 def run_gui(settings: Settings) -> int:
-    """Open the main window and run the event loop until it closes; returns the exit status."""
+    """Open (and migrate) the database, show the main window, run the event loop.
+
+    Errors opening the database are shown in a dialog, since a desktop launcher has no
+    console; the exit status is the error's."""
     app = create_application()
-    window = MainWindow(settings)
+    try:
+        database = open_database(settings)
+    except ClinicError as exc:
+        log.error("The case database could not be opened: %s", exc)
+        show_error(None, exc)
+        return exc.exit_code
+    window = MainWindow(settings, database)
 
     def excepthook(
         kind: type[BaseException], exc: BaseException, tb: types.TracebackType | None
@@ -47,4 +59,8 @@ def run_gui(settings: Settings) -> int:
     sys.excepthook = excepthook
     window.show()
     log.info("Main window shown (data dir %s)", settings.data_dir)
-    return int(app.exec())
+    try:
+        return int(app.exec())
+    finally:
+        db_write_pool().waitForDone(30_000)
+        database.dispose()

@@ -23,6 +23,7 @@ from clinic_app.config.settings import Settings
 from clinic_app.domain.intended_use import INTENDED_USE, INTENDED_USE_SHORT
 from clinic_app.gui.dialogs import AboutDialog, SystemCheckDialog
 from clinic_app.services.diagnostics import Check, quick_checks
+from clinic_app.storage.engine import Database
 
 _BANNER_STYLE = (
     "QLabel#intendedUseBanner { background: #fff3cd; color: #664d03; "
@@ -34,9 +35,10 @@ _STATUS_COLOURS = {"ok": "#1e7b34", "warn": "#8a6100", "fail": "#b02a37"}
 class MainWindow(QMainWindow):
     """Top-level window; case views are added to its central area as they are built."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, database: Database | None = None) -> None:
         super().__init__()
         self.settings = settings
+        self.database = database
         self.setWindowTitle(f"ClinicFusion {__version__} \u2014 research use only")
         self.resize(1100, 720)
         self._dialogs: list[QWidget] = []

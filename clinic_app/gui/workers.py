@@ -2,6 +2,9 @@
 
 ``run_in_background(fn, on_done, on_error)`` runs ``fn()`` on a QThreadPool; the callbacks are
 invoked on the GUI thread through queued signals, so they may touch widgets. Workers never do.
+``run_db_write`` does the same on a pool of exactly one thread: every database write from the
+GUI goes through it, in order, so the GUI's writes never contend with each other for the
+SQLite write lock and a user's actions are applied in the order they were made.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal, Slot
 
 log = logging.getLogger(__name__)
 
@@ -18,26 +21,68 @@ log = logging.getLogger(__name__)
 _IN_FLIGHT: set[_Task] = set()
 
 
-class _Signals(QObject):
+class _Relay(QObject):
+    """Lives on the GUI thread; the worker emits its signals, its slots run on the GUI thread."""
+
     done = Signal(object)
     failed = Signal(object)
 
+    def __init__(
+        self, on_done: Callable[[Any], None], on_error: Callable[[Exception], None]
+    ) -> None:
+        super().__init__()
+        self._on_done = on_done
+        self._on_error = on_error
+        self.done.connect(self._deliver_done, Qt.ConnectionType.QueuedConnection)
+        self.failed.connect(self._deliver_failed, Qt.ConnectionType.QueuedConnection)
+
+    @Slot(object)
+    def _deliver_done(self, value: object) -> None:
+        self._on_done(value)
+
+    @Slot(object)
+    def _deliver_failed(self, exc: object) -> None:
+        assert isinstance(exc, Exception)
+        self._on_error(exc)
+
 
 class _Task(QRunnable):
-    def __init__(self, fn: Callable[[], Any]) -> None:
+    def __init__(self, fn: Callable[[], Any], relay: _Relay) -> None:
         super().__init__()
         self.setAutoDelete(False)
         self.fn = fn
-        self.signals = _Signals()  # created on the GUI thread, so its slots run there
+        self.relay = relay
 
     def run(self) -> None:
         try:
             result = self.fn()
         except Exception as exc:
             log.exception("Background task failed")
-            self.signals.failed.emit(exc)
+            self.relay.failed.emit(exc)
         else:
-            self.signals.done.emit(result)
+            self.relay.done.emit(result)
+
+
+_DB_WRITE_POOL: QThreadPool | None = None
+
+
+def db_write_pool() -> QThreadPool:
+    """The GUI's single database-writer thread (created on first use)."""
+    global _DB_WRITE_POOL
+    if _DB_WRITE_POOL is None:
+        _DB_WRITE_POOL = QThreadPool()
+        _DB_WRITE_POOL.setMaxThreadCount(1)
+        _DB_WRITE_POOL.setObjectName("clinicfusion-db-writer")
+    return _DB_WRITE_POOL
+
+
+def run_db_write(
+    fn: Callable[[], Any],
+    on_done: Callable[[Any], None],
+    on_error: Callable[[Exception], None],
+) -> None:
+    """Run a database-writing service call on the single writer thread."""
+    run_in_background(fn, on_done, on_error, pool=db_write_pool())
 
 
 def run_in_background(
@@ -47,13 +92,13 @@ def run_in_background(
     pool: QThreadPool | None = None,
 ) -> None:
     """Run ``fn`` on ``pool`` (the global pool by default); report on the GUI thread."""
-    task = _Task(fn)
-    _IN_FLIGHT.add(task)
+    task: _Task
 
-    def finish(callback: Callable[[Any], None], value: object) -> None:
+    def finish(callback: Callable[[Any], None], value: Any) -> None:
         _IN_FLIGHT.discard(task)
         callback(value)
 
-    task.signals.done.connect(lambda value: finish(on_done, value))
-    task.signals.failed.connect(lambda exc: finish(on_error, exc))
+    relay = _Relay(lambda value: finish(on_done, value), lambda exc: finish(on_error, exc))
+    task = _Task(fn, relay)
+    _IN_FLIGHT.add(task)
     (pool or QThreadPool.globalInstance()).start(task)

@@ -113,3 +113,34 @@ def test_launch_gui_opens_the_main_window_and_logs(qapp, settings: Settings, mon
     assert [w.settings.data_dir for w in seen] == [settings.data_dir]
     assert settings.logs_dir.is_dir() and settings.exports_dir.is_dir()
     assert "starting with data dir" in settings.log_file.read_text(encoding="utf-8")
+
+
+def test_database_writes_from_the_gui_run_one_at_a_time_in_order(qapp) -> None:  # type: ignore[no-untyped-def]
+    import threading
+    import time
+
+    from clinic_app.gui.workers import db_write_pool, run_db_write
+
+    assert db_write_pool().maxThreadCount() == 1
+    active, peak, order, threads = [0], [0], [], set()
+    lock = threading.Lock()
+
+    def write(n: int) -> int:
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        threads.add(threading.get_ident())
+        time.sleep(0.01)
+        with lock:
+            active[0] -= 1
+        return n
+
+    for n in range(8):
+        run_db_write(lambda n=n: write(n), order.append, lambda exc: order.append(exc))
+    deadline = time.monotonic() + 20
+    while len(order) < 8 and time.monotonic() < deadline:
+        qapp.processEvents()
+        time.sleep(0.005)  # sleeping releases the GIL the worker needs to emit its result
+    assert order == list(range(8))
+    assert peak[0] == 1
+    assert threading.get_ident() not in threads

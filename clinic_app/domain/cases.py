@@ -45,7 +45,9 @@ class CasePage:
 class CaseQuery:
     """Search, filters and sorting of the case list (all optional)."""
 
-    text: str | None = None  # case id, title, patient pseudonym or suggestion, case-insensitive
+    # Words that must each start a word of the case id, patient pseudonym, title or top
+    # suggestion (case-insensitive): "atrial fib" finds "Atrial fibrillation".
+    text: str | None = None
     status: CaseStatus | None = None
     created_from: datetime | None = None
     created_to: datetime | None = None

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session, selectinload
 
 from clinic_app.domain.cases import (
@@ -37,12 +37,14 @@ from clinic_app.domain.cases import (
 from clinic_app.domain.errors import AccessDenied, InputError, ReadOnlyCase
 from clinic_app.domain.permissions import Permission
 from clinic_app.domain.records import AuditAction, CaseStatus, DecisionAction, Modality, ReportKind
+from clinic_app.domain.search import query_words, search_terms
 from clinic_app.services.context import Actor, record_audit, record_denied
 from clinic_app.storage.engine import Database
 from clinic_app.storage.orm import (
     Analysis,
     Case,
     CaseInput,
+    CaseSearchTerm,
     Decision,
     NoteVersion,
     Patient,
@@ -117,6 +119,17 @@ class CaseService:
             )
 
     @staticmethod
+    def _index(session: Session, case: Case) -> None:
+        """Rewrite the case's search terms (id, pseudonym, title, top suggestion)."""
+        session.flush()
+        session.execute(delete(CaseSearchTerm).where(CaseSearchTerm.case_id == case.id))
+        terms = search_terms(case.case_uid, case.patient.pseudonym, case.title, case.top_suggestion)
+        if terms:
+            session.execute(
+                insert(CaseSearchTerm), [{"case_id": case.id, "term": t} for t in sorted(terms)]
+            )
+
+    @staticmethod
     def _touch(case: Case) -> None:
         case.updated_at = datetime.now(UTC)
 
@@ -177,7 +190,7 @@ class CaseService:
                 created_by_id=actor.user_id,
             )
             session.add(case)
-            session.flush()
+            self._index(session, case)
             self._audit(session, actor, "case.create", AuditAction.CREATE, case)
             return _summary(case, None)
 
@@ -466,7 +479,7 @@ class CaseService:
             if case.status is CaseStatus.NEW:
                 case.status = CaseStatus.ANALYSED
             self._touch(case)
-            session.flush()
+            self._index(session, case)
             self._audit(
                 session,
                 actor,
@@ -602,6 +615,8 @@ class CaseService:
             )
             session.add(new)
             session.flush()
+            session.refresh(new, ["patient"])
+            self._index(session, new)
             for item in old.inputs:  # the files are shared (content-addressed); rows are copied
                 session.add(
                     CaseInput(
@@ -705,16 +720,13 @@ def _filtered(statement: Any, query: CaseQuery) -> Any:
         statement = statement.where(
             Case.reviewer_id.in_(select(User.id).where(User.username == query.reviewer))
         )
-    if query.text:
-        needle = f"%{_escape(query.text.strip())}%"
+    for word in query_words(query.text or ""):
+        # Word-prefix match through the B-tree index of case_search_terms (see orm).
         statement = statement.where(
-            or_(
-                Case.case_uid.ilike(needle, escape="\\"),
-                Case.title.ilike(needle, escape="\\"),
-                Case.top_suggestion.ilike(needle, escape="\\"),
-                Case.patient_id.in_(
-                    select(Patient.id).where(Patient.pseudonym.ilike(needle, escape="\\"))
-                ),
+            Case.id.in_(
+                select(CaseSearchTerm.case_id).where(
+                    CaseSearchTerm.term >= word, CaseSearchTerm.term < word + "\uffff"
+                )
             )
         )
     return statement

@@ -207,6 +207,29 @@ class Case(Base):
     reports: Mapped[list[Report]] = relationship(
         back_populates="case", cascade="all, delete-orphan", order_by="Report.id"
     )
+    search_terms: Mapped[list[CaseSearchTerm]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class CaseSearchTerm(Base):
+    """One lower-case word of a case's id, patient pseudonym, title or top suggestion.
+
+    The case list's search box matches word prefixes through this index (a B-tree range scan on
+    both back ends) instead of scanning every case with LIKE '%...%', which took ~250 ms at
+    100,000 cases (bench/case_store.py). Kept up to date by the case service."""
+
+    __tablename__ = "case_search_terms"
+
+    case_id: Mapped[int] = mapped_column(
+        ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True
+    )
+    # Binary collation on PostgreSQL so the prefix range [w, w + U+FFFF) means "starts with w".
+    term: Mapped[str] = mapped_column(
+        String(100).with_variant(String(100, collation="C"), "postgresql"),
+        primary_key=True,
+        index=True,
+    )
 
 
 class CaseInput(Base):

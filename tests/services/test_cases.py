@@ -268,6 +268,13 @@ def test_list_search_filters_sorting_and_paging(
     }
     assert service.list_cases(clinician, CaseQuery(text=uids[9].lower())).total == 1
     assert service.list_cases(clinician, CaseQuery(text="100%_")).total == 0
+    # The search box matches word prefixes in any order, case-insensitively.
+    assert {
+        c.case_uid for c in service.list_cases(clinician, CaseQuery(text="FIBR atr")).items
+    } == {uids[3], uids[5]}
+    assert service.list_cases(clinician, CaseQuery(text="brillation")).total == 0
+    patient = service.list_cases(clinician, page=1).items[0].patient_pseudonym
+    assert service.list_cases(clinician, CaseQuery(text=patient[:6])).total == 1
     fib = service.list_cases(clinician, CaseQuery(suggestion="fibrillation"))
     assert {c.case_uid for c in fib.items} == {uids[3], uids[5]}
     assert [
@@ -285,7 +292,7 @@ def test_list_search_filters_sorting_and_paging(
         service.list_cases(clinician, CaseQuery(sort="name"))
     with database.read() as session:
         lists = session.scalar(select(func.count()).where(AuditEvent.event_type == "case.list"))
-    assert lists == 10  # one audit event per list query, not per row
+    assert lists == 14  # one audit event per list query, not per row
 
 
 def test_delete_an_unsigned_case(

@@ -20,9 +20,12 @@ from typing import Literal
 
 from clinic_app._version import __version__
 from clinic_app.config.settings import Settings
-from clinic_app.domain.errors import ClinicError
+from clinic_app.domain.errors import ClinicError, ConfigError
+from clinic_app.services.database import open_database
 from clinic_app.services.model_bundles import choose_bundle, verify_model_bundle
+from clinic_app.storage.encryption import is_plain_sqlite
 from clinic_app.storage.inspection import database_status
+from clinic_app.storage.migrate import current_revision
 
 Status = Literal["ok", "warn", "fail"]
 QT_PROBE_TIMEOUT_S = 60.0
@@ -225,7 +228,34 @@ def _check_data_dir(settings: Settings) -> Check:
     return Check("Data folder", "ok", f"{folder}; log file {settings.log_file}", facts=facts)
 
 
+def _check_encrypted_database(settings: Settings, path: Path) -> Check:
+    """An encrypted file: open it read-only with a key found without asking (env, keyring)."""
+    facts: dict[str, object] = {"url": f"sqlite:///{path}", "encrypted": True, "exists": True}
+    detail = f"sqlite:///{path} (encrypted with SQLCipher)"
+    try:
+        database = open_database(settings, migrate=False)
+    except ConfigError as exc:
+        return Check(
+            "Database",
+            "warn" if settings.encryption == "sqlcipher" else "fail",
+            f"{detail}; no key available here, so the schema was not checked.",
+            exc.hint or "Set CLINICFUSION_DB_PASSPHRASE to let doctor open it.",
+            facts,
+        )
+    except ClinicError as exc:
+        return Check("Database", "fail", exc.message, exc.hint, facts)
+    try:
+        revision = current_revision(database)
+    finally:
+        database.dispose()
+    facts["schema_revision"] = revision
+    return Check("Database", "ok", f"{detail}; schema revision {revision or 'none'}", facts=facts)
+
+
 def _check_database(settings: Settings) -> Check:
+    path = settings.database_path
+    if path is not None and path.is_file() and not is_plain_sqlite(path):
+        return _check_encrypted_database(settings, path)
     try:
         status = database_status(settings.database_url)
     except ClinicError as exc:

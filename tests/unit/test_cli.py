@@ -149,7 +149,7 @@ def test_doctor_exits_1_for_a_file_that_is_not_a_database(data_dir: Path) -> Non
     result = run_cli("--data-dir", str(data_dir), "doctor")
     assert result.returncode == 1
     assert "[FAIL] Database" in result.stdout
-    assert "file is not a database" in result.stdout
+    assert "cannot be opened" in result.stdout and "not a ClinicFusion database" in result.stdout
     assert (data_dir / "clinicfusion.sqlite3").read_bytes() == b"this is not sqlite" * 100
 
 
@@ -207,3 +207,34 @@ def test_gui_with_an_unusable_data_folder_is_one_clear_line(
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"clinic-app: The data folder {blocker / 'data'} cannot be created")
     assert "--data-dir" in err and "\n" not in err
+
+
+def test_doctor_opens_an_encrypted_database_with_the_passphrase_and_warns_without(
+    data_dir: Path,
+) -> None:
+    from clinic_app.config.settings import load_settings
+    from clinic_app.services.database import open_database
+    from clinic_app.storage.migrate import head_revision
+
+    data_dir.mkdir()
+    (data_dir / "settings.toml").write_text('encryption = "sqlcipher"\n', encoding="utf-8")
+    passphrase = {"CLINICFUSION_DB_PASSPHRASE": "correct horse battery staple"}
+    settings = load_settings(data_dir, environ=passphrase)
+    import os as _os
+
+    _os.environ.update(passphrase)
+    try:
+        open_database(settings).dispose()
+    finally:
+        del _os.environ["CLINICFUSION_DB_PASSPHRASE"]
+
+    result = run_cli("--data-dir", str(data_dir), "doctor", "--json", env=passphrase)
+    database = {c["name"]: c for c in json.loads(result.stdout)["checks"]}["Database"]
+    assert database["status"] == "ok", database
+    assert "encrypted with SQLCipher" in database["detail"]
+    assert database["facts"]["schema_revision"] == head_revision()
+
+    result = run_cli("--data-dir", str(data_dir), "doctor", "--json")
+    database = {c["name"]: c for c in json.loads(result.stdout)["checks"]}["Database"]
+    assert database["status"] == "warn"
+    assert "no key available here" in database["detail"]

@@ -22,12 +22,15 @@ APP_NAME = "ClinicFusion"
 SETTINGS_FILENAME = "settings.toml"
 DATABASE_FILENAME = "clinicfusion.sqlite3"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+#: "none": a plain SQLite file (or a server); "sqlcipher": the SQLite file is encrypted at rest.
+ENCRYPTION_MODES = ("none", "sqlcipher")
 
 ENV_DATA_DIR = "CLINICFUSION_DATA_DIR"
 ENV_DATABASE_URL = "CLINICFUSION_DATABASE_URL"
 ENV_MODEL_BUNDLE = "CLINICFUSION_MODEL_BUNDLE"
 ENV_LOG_LEVEL = "CLINICFUSION_LOG_LEVEL"
 ENV_KEYS_DIR = "CLINICFUSION_KEYS_DIR"
+ENV_DB_ENCRYPTION = "CLINICFUSION_DB_ENCRYPTION"
 
 
 def default_data_dir() -> Path:
@@ -52,6 +55,7 @@ class Settings:
     log_level: str = "INFO"
     keys_dir: Path = field(default_factory=default_keys_dir)
     settings_file: Path | None = field(default=None, compare=False)
+    encryption: str = "none"
 
     @property
     def logs_dir(self) -> Path:
@@ -101,7 +105,12 @@ def _read_settings_file(path: Path) -> dict[str, object]:
     except OSError as exc:
         raise ConfigError(f"The settings file {path} cannot be read ({exc.strerror}).") from exc
 
-    allowed: dict[str, type] = {"database_url": str, "model_bundle": str, "log_level": str}
+    allowed: dict[str, type] = {
+        "database_url": str,
+        "model_bundle": str,
+        "log_level": str,
+        "encryption": str,
+    }
     for key, value in raw.items():
         if key not in allowed:
             raise ConfigError(
@@ -122,6 +131,23 @@ def _check_log_level(value: str, source: str) -> str:
             f"The log level '{value}' from {source} is not one of {', '.join(LOG_LEVELS)}."
         )
     return level
+
+
+def _check_encryption(value: str, source: str, database_url: str) -> str:
+    mode = value.strip().lower()
+    if mode not in ENCRYPTION_MODES:
+        raise ConfigError(
+            f"The database encryption '{value}' from {source} is not one of "
+            f"{', '.join(ENCRYPTION_MODES)}."
+        )
+    if mode == "sqlcipher" and not database_url.startswith("sqlite:"):
+        raise ConfigError(
+            f"The database encryption 'sqlcipher' from {source} applies to SQLite files only, "
+            "and the database is not a SQLite file.",
+            hint="For PostgreSQL, encrypt the server's storage and use TLS; set encryption "
+            "to 'none'.",
+        )
+    return mode
 
 
 def load_settings(
@@ -165,6 +191,15 @@ def load_settings(
     else:
         level = "INFO"
 
+    if env.get(ENV_DB_ENCRYPTION, "").strip():
+        encryption = _check_encryption(env[ENV_DB_ENCRYPTION], ENV_DB_ENCRYPTION, database_url)
+    elif "encryption" in from_file:
+        encryption = _check_encryption(
+            str(from_file["encryption"]), str(settings_file), database_url
+        )
+    else:
+        encryption = "none"
+
     keys_dir = Path(env[ENV_KEYS_DIR]) if env.get(ENV_KEYS_DIR, "").strip() else default_keys_dir()
     return Settings(
         data_dir=root,
@@ -173,6 +208,7 @@ def load_settings(
         model_bundle=model_bundle,
         log_level=level,
         settings_file=settings_file if from_file else None,
+        encryption=encryption,
     )
 
 

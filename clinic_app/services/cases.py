@@ -34,11 +34,13 @@ from clinic_app.domain.cases import (
     SignOffInfo,
     SuggestionInfo,
 )
-from clinic_app.domain.errors import AccessDenied, InputError, ReadOnlyCase
+from clinic_app.domain.errors import AccessDenied, ConfigError, InputError, ReadOnlyCase
 from clinic_app.domain.permissions import Permission
 from clinic_app.domain.records import AuditAction, CaseStatus, DecisionAction, Modality, ReportKind
 from clinic_app.domain.search import query_words, search_terms
-from clinic_app.services.context import Actor, record_audit, record_denied
+from clinic_app.services.authorization import authorize
+from clinic_app.services.context import Actor, record_audit
+from clinic_app.services.identifiers import PatientIdentifierCipher
 from clinic_app.storage.engine import Database
 from clinic_app.storage.orm import (
     Analysis,
@@ -79,9 +81,15 @@ def sha256_bytes(data: bytes) -> str:
 class CaseService:
     """Case use cases over one database; files are kept content-addressed under ``inputs_dir``."""
 
-    def __init__(self, database: Database, inputs_dir: Path) -> None:
+    def __init__(
+        self,
+        database: Database,
+        inputs_dir: Path,
+        identifiers: PatientIdentifierCipher | None = None,
+    ) -> None:
         self.database = database
         self.inputs_dir = inputs_dir
+        self.identifiers = identifiers
 
     # -- helpers --------------------------------------------------------------------------
     def _authorize(
@@ -92,11 +100,7 @@ class CaseService:
         action: AuditAction,
         case_uid: str | None = None,
     ) -> None:
-        try:
-            actor.require(permission)
-        except AccessDenied as exc:
-            record_denied(self.database, actor, event_type, action, exc.message, case_uid=case_uid)
-            raise
+        authorize(self.database, actor, permission, event_type, action, case_uid=case_uid)
 
     @staticmethod
     def _latest(session: Session, case_uid: str, *, for_update: bool = False) -> Case:
@@ -162,14 +166,31 @@ class CaseService:
         birth_year: int | None = None,
         sex: str | None = None,
         is_composite_demo: bool = False,
+        patient_identifier: str | None = None,
     ) -> CaseSummary:
-        """A new case for a new or existing pseudonymous patient."""
+        """A new case for a new or existing patient.
+
+        The patient is found by pseudonym, or by identifier (medical record number), which is
+        stored only encrypted; neither the identifier nor its hash reaches the audit trail."""
         self._authorize(actor, Permission.CASE_CREATE, "case.create", AuditAction.CREATE)
         if birth_year is not None and not 1880 <= birth_year <= datetime.now(UTC).year:
             raise InputError(f"The birth year {birth_year} is not plausible.")
+        encrypted = lookup = None
+        if patient_identifier is not None and patient_identifier.strip():
+            if self.identifiers is None:
+                raise ConfigError(
+                    "Patient identifiers cannot be kept: no identifier key is configured.",
+                    hint="Register the patient by pseudonym only.",
+                )
+            lookup = self.identifiers.lookup_hash(patient_identifier)
+            encrypted = self.identifiers.encrypt(patient_identifier)
         with self.database.write() as session:
             patient = None
-            if patient_pseudonym:
+            if lookup is not None:
+                patient = session.scalars(
+                    select(Patient).where(Patient.identifier_lookup == lookup)
+                ).one_or_none()
+            if patient is None and patient_pseudonym:
                 patient = session.scalars(
                     select(Patient).where(Patient.pseudonym == patient_pseudonym)
                 ).one_or_none()
@@ -178,8 +199,17 @@ class CaseService:
                     pseudonym=patient_pseudonym or new_public_id("P", 12),
                     birth_year=birth_year,
                     sex=sex,
+                    identifier_encrypted=encrypted,
+                    identifier_lookup=lookup,
                 )
                 session.add(patient)
+            elif lookup is not None and patient.identifier_lookup is None:
+                patient.identifier_encrypted, patient.identifier_lookup = encrypted, lookup
+            elif lookup is not None and patient.identifier_lookup != lookup:
+                raise InputError(
+                    f"Patient {patient.pseudonym} is registered with another identifier.",
+                    hint="Check the medical record number and the pseudonym.",
+                )
             case = Case(
                 case_uid=new_public_id("C"),
                 version=1,
@@ -193,6 +223,29 @@ class CaseService:
             self._index(session, case)
             self._audit(session, actor, "case.create", AuditAction.CREATE, case)
             return _summary(case, None)
+
+    def reveal_identifier(self, actor: Actor, case_uid: str) -> str | None:
+        """The patient's identifier in clear, for a clinician who needs it (an audited read)."""
+        self._authorize(
+            actor, Permission.CASE_READ, "patient.identifier.read", AuditAction.READ, case_uid
+        )
+        with self.database.write() as session:
+            case = self._latest(session, case_uid)
+            blob = case.patient.identifier_encrypted
+            if blob is not None and self.identifiers is None:
+                raise ConfigError("The patient identifier key is not available here.")
+            identifier = (
+                self.identifiers.decrypt(blob) if blob is not None and self.identifiers else None
+            )
+            self._audit(
+                session,
+                actor,
+                "patient.identifier.read",
+                AuditAction.READ,
+                case,
+                identifier_kept=identifier is not None,
+            )
+            return identifier
 
     def list_cases(
         self, actor: Actor, query: CaseQuery | None = None, *, page: int = 1, page_size: int = 100

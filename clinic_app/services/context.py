@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from clinic_app.domain.permissions import Permission, require
 from clinic_app.domain.records import AuditAction, AuditOutcome, Role
-from clinic_app.storage.audit import AuditRecord, append_event
+from clinic_app.storage.audit import AuditRecord, append_signed_event
 from clinic_app.storage.engine import Database
 from clinic_app.storage.orm import AuditEvent
 
@@ -51,8 +51,11 @@ def record_audit(
     """Write one audit event for ``actor`` in ``session``'s transaction (commits with it).
 
     Never put a patient name, record number or note text in ``details``: ids and hashes only.
+    The event is checkpointed (HMAC over the new chain head) with the audit key.
     """
-    return append_event(
+    from clinic_app.services.audit import signing_key_for  # that module imports this one
+
+    return append_signed_event(
         session,
         AuditRecord(
             event_type=event_type,
@@ -66,6 +69,7 @@ def record_audit(
             case_uid=case_uid,
             details=details or {},
         ),
+        signing_key_for(session),
     )
 
 

@@ -145,6 +145,8 @@ class Patient(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     pseudonym: Mapped[str] = mapped_column(String(40), unique=True)
     identifier_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # Keyed HMAC of the normalised identifier: finds the patient again without decrypting.
+    identifier_lookup: Mapped[str | None] = mapped_column(String(64), unique=True)
     birth_year: Mapped[int | None]
     sex: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

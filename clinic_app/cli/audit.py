@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from clinic_app.cli._database import open_cli_database
 from clinic_app.config.settings import Settings
 from clinic_app.domain.errors import AuditIntegrityError, InputError
 from clinic_app.domain.records import AuditAction, AuditOutcome
@@ -122,12 +123,7 @@ def _filters(args: argparse.Namespace) -> AuditFilter:
 
 
 def _open(settings: Settings) -> Database:
-    from clinic_app.services.audit import AuditKeyStore, bind_audit_keys
-    from clinic_app.services.database import open_database
-
-    database = open_database(settings)
-    bind_audit_keys(database, AuditKeyStore.from_settings(settings))
-    return database
+    return open_cli_database(settings)
 
 
 def _cmd_verify(settings: Settings, args: argparse.Namespace) -> int:

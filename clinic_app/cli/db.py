@@ -8,16 +8,15 @@ passphrase prompt; it is never a command-line argument, where `ps` and shell his
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from clinic_app.cli._database import key_sources
 from clinic_app.config.settings import Settings
 
 if TYPE_CHECKING:
-    from clinic_app.services.database import KeySources
+    pass
 
 _DESCRIPTION = (
     "Upgrade, check, back up and encrypt the case database. `db check` exits 1 when something "
@@ -68,20 +67,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     encrypt.set_defaults(handler=_cmd_encrypt)
 
 
-def _key_sources() -> KeySources:
-    from clinic_app.services.database import KeySources
-
-    return KeySources(prompt=_prompt if sys.stdin.isatty() else None)
-
-
-def _prompt(message: str) -> str:
-    return getpass.getpass(message)
-
-
 def _cmd_upgrade(settings: Settings, args: argparse.Namespace) -> int:
     from clinic_app.services.database import upgrade_database
 
-    result = upgrade_database(settings, key_sources=_key_sources())
+    result = upgrade_database(settings, key_sources=key_sources())
     where = settings.database_path or "on the server"
     if result.changed:
         print(
@@ -99,7 +88,7 @@ def _cmd_upgrade(settings: Settings, args: argparse.Namespace) -> int:
 def _cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     from clinic_app.services.database import check_database
 
-    report = check_database(settings, key_sources=_key_sources())
+    report = check_database(settings, key_sources=key_sources())
     if args.json:
         print(
             json.dumps(
@@ -135,7 +124,7 @@ def _cmd_check(settings: Settings, args: argparse.Namespace) -> int:
 def _cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
     from clinic_app.services.database import backup_database
 
-    result = backup_database(settings, args.output, key_sources=_key_sources())
+    result = backup_database(settings, args.output, key_sources=key_sources())
     print(
         f"Backed up the case database to {result.path}: {result.total_rows} rows in "
         f"{len(result.table_rows)} tables, {result.size_bytes} bytes"
@@ -148,7 +137,7 @@ def _cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
 def _cmd_encrypt(settings: Settings, args: argparse.Namespace) -> int:
     from clinic_app.services.database import KEYRING_SERVICE, encrypt_database, keyring_entry_name
 
-    result = encrypt_database(settings, args.output, key_sources=_key_sources())
+    result = encrypt_database(settings, args.output, key_sources=key_sources())
     if result.key_source == "keyring":
         key_note = (
             f"its key is a new random key in the OS keyring (service '{KEYRING_SERVICE}', "

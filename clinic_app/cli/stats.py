@@ -10,6 +10,7 @@ import argparse
 import json
 from typing import Any
 
+from clinic_app.cli._database import open_cli_database
 from clinic_app.config.settings import Settings
 
 _QUERY_NAMES = (
@@ -90,12 +91,11 @@ def _split(text: str | None) -> list[str] | None:
 
 def _cmd_release(settings: Settings, args: argparse.Namespace) -> int:
     from clinic_app.services.context import Actor
-    from clinic_app.services.database import open_database
     from clinic_app.services.privacy import exact_text, parse_amount, release
 
     epsilon = parse_amount(args.epsilon, "--epsilon")
     delta = parse_amount(args.delta, "--delta")
-    database = open_database(settings)
+    database = open_cli_database(settings)
     try:
         result = release(
             database,
@@ -156,7 +156,6 @@ def _noise_text(noise: dict[str, str]) -> str:
 def _cmd_budget(settings: Settings, args: argparse.Namespace) -> int:
     from clinic_app.domain.errors import InputError
     from clinic_app.services.context import Actor
-    from clinic_app.services.database import open_database
     from clinic_app.services.privacy import (
         DATASETS,
         DEFAULT_DATASET,
@@ -171,7 +170,7 @@ def _cmd_budget(settings: Settings, args: argparse.Namespace) -> int:
     setting = args.set_epsilon is not None or args.set_delta is not None
     if setting and (args.set_epsilon is None or args.set_delta is None):
         raise InputError("Give both --set-epsilon and --set-delta to set a budget.")
-    database = open_database(settings)
+    database = open_cli_database(settings)
     try:
         statuses: dict[str, BudgetStatus | None] = {}
         if setting:

@@ -15,6 +15,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+from clinic_app.cli._database import open_cli_database
 from clinic_app.config.settings import Settings
 from clinic_app.domain.errors import InputError
 from clinic_app.domain.records import Role
@@ -108,9 +109,7 @@ def read_new_password(from_stdin: bool) -> str:
 
 
 def _open(settings: Settings) -> Database:
-    from clinic_app.services.database import open_database
-
-    return open_database(settings)
+    return open_cli_database(settings)
 
 
 def _describe(user: UserInfo) -> str:

@@ -35,6 +35,8 @@ class CasePage:
     total: int
     page: int
     page_size: int
+    #: True when a search found more than the count cap: show "more than {total - 1}".
+    total_is_lower_bound: bool = False
 
     @property
     def pages(self) -> int:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, exists, func, insert, select
 from sqlalchemy.orm import Session, selectinload
 
 from clinic_app.domain.cases import (
@@ -58,6 +58,8 @@ from clinic_app.storage.orm import (
 )
 
 MAX_PAGE_SIZE = 500
+#: A search reports "more than" this many matches instead of counting them all.
+SEARCH_COUNT_CAP = 1000
 MAX_NOTE_CHARS = 200_000
 _SORT_COLUMNS = {
     "updated_at": Case.updated_at,
@@ -256,8 +258,15 @@ class CaseService:
         page = max(1, page)
         page_size = max(1, min(page_size, MAX_PAGE_SIZE))
         with self.database.write() as session:
-            filtered = _filtered(select(Case.id), query)
-            total = session.scalar(select(func.count()).select_from(filtered.subquery())) or 0
+            # A text search counts at most SEARCH_COUNT_CAP + 1 matches ("more than 1,000"):
+            # an exact count of a common word costs a scan of every match. The count also picks
+            # the plan: few matches are fetched by the term index and sorted; many are found
+            # by walking the sort index and probing the terms, which stops after one page.
+            searching = bool(query_words(query.text or ""))
+            cap = SEARCH_COUNT_CAP + 1 if searching else None
+            counted = _filtered(select(Case.id), query).limit(cap)
+            total = session.scalar(select(func.count()).select_from(counted.subquery())) or 0
+            capped = searching and total > SEARCH_COUNT_CAP
             column = _SORT_COLUMNS.get(query.sort)
             if column is None:
                 raise InputError(
@@ -271,6 +280,7 @@ class CaseService:
                     .join(Patient, Case.patient_id == Patient.id)
                     .outerjoin(User, Case.reviewer_id == User.id),
                     query,
+                    dense=capped,
                 )
                 .order_by(order, Case.id.desc())
                 .offset((page - 1) * page_size)
@@ -287,10 +297,17 @@ class CaseService:
                     "page_size": page_size,
                     "returned": len(items),
                     "total": total,
+                    "total_is_lower_bound": capped,
                     "filtered": query != CaseQuery(),
                 },
             )
-            return CasePage(items=items, total=total, page=page, page_size=page_size)
+            return CasePage(
+                items=items,
+                total=total,
+                page=page,
+                page_size=page_size,
+                total_is_lower_bound=capped,
+            )
 
     def get_case(self, actor: Actor, case_uid: str, *, version: int | None = None) -> CaseDetail:
         """Everything about one case version (default: the latest); an audited read."""
@@ -755,8 +772,12 @@ class CaseService:
 
 
 # -- query building and conversion ------------------------------------------------------------
-def _filtered(statement: Any, query: CaseQuery) -> Any:
-    """Apply the list's search and filters to any SELECT over cases."""
+def _filtered(statement: Any, query: CaseQuery, *, dense: bool = False) -> Any:
+    """Apply the list's search and filters to any SELECT over cases.
+
+    ``dense``: the search words match many cases, so test each case with a correlated EXISTS
+    (the database walks the sort index and stops after a page) instead of collecting every
+    match with IN (fast when the matches are few)."""
     if not query.include_superseded:
         statement = statement.where(Case.status != CaseStatus.AMENDED)
     if query.status is not None:
@@ -775,13 +796,15 @@ def _filtered(statement: Any, query: CaseQuery) -> Any:
         )
     for word in query_words(query.text or ""):
         # Word-prefix match through the B-tree index of case_search_terms (see orm).
-        statement = statement.where(
-            Case.id.in_(
-                select(CaseSearchTerm.case_id).where(
-                    CaseSearchTerm.term >= word, CaseSearchTerm.term < word + "\uffff"
-                )
+        in_range = (CaseSearchTerm.term >= word, CaseSearchTerm.term < word + "\uffff")
+        if dense:
+            statement = statement.where(
+                exists().where(CaseSearchTerm.case_id == Case.id, *in_range)
             )
-        )
+        else:
+            statement = statement.where(
+                Case.id.in_(select(CaseSearchTerm.case_id).where(*in_range))
+            )
     return statement
 
 

@@ -306,3 +306,20 @@ def test_delete_an_unsigned_case(
         assert session.scalar(select(func.count()).select_from(Case)) == 0
     assert events(database)[-1].event_type == "case.delete"
     assert events(database)[-1].action == AuditAction.DELETE
+
+
+def test_a_search_with_many_matches_is_capped_and_still_sorted(
+    service: CaseService, clinician: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import clinic_app.services.cases as cases_module
+
+    uids = [service.create_case(clinician, title=f"Referral {i}").case_uid for i in range(6)]
+    service.create_case(clinician, title="Other")
+    monkeypatch.setattr(cases_module, "SEARCH_COUNT_CAP", 3)
+    many = service.list_cases(clinician, CaseQuery(text="referral"), page_size=4)
+    assert many.total_is_lower_bound and many.total == 4
+    assert [c.case_uid for c in many.items] == uids[::-1][:4]  # newest first, via EXISTS
+    few = service.list_cases(clinician, CaseQuery(text="other"))
+    assert (few.total, few.total_is_lower_bound) == (1, False)
+    everything = service.list_cases(clinician)
+    assert (everything.total, everything.total_is_lower_bound) == (7, False)

@@ -14,12 +14,13 @@ import os
 import secrets
 import tempfile
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, exists, func, insert, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, aliased, selectinload
 
 from clinic_app.domain.cases import (
     AnalysisInfo,
@@ -60,6 +61,7 @@ from clinic_app.storage.orm import (
 MAX_PAGE_SIZE = 500
 #: A search reports "more than" this many matches instead of counting them all.
 SEARCH_COUNT_CAP = 1000
+_TOP = "\uffff"  # [word, word + _TOP) is every term that starts with word
 MAX_NOTE_CHARS = 200_000
 _SORT_COLUMNS = {
     "updated_at": Case.updated_at,
@@ -262,11 +264,29 @@ class CaseService:
             # an exact count of a common word costs a scan of every match. The count also picks
             # the plan: few matches are fetched by the term index and sorted; many are found
             # by walking the sort index and probing the terms, which stops after one page.
-            searching = bool(query_words(query.text or ""))
-            cap = SEARCH_COUNT_CAP + 1 if searching else None
-            counted = _filtered(select(Case.id), query).limit(cap)
+            words = query_words(query.text or "")
+            driver: str | None = None
+            if words:
+                # Drive by the rarest word: a join over its terms streams and stops at the
+                # cap, while the other words are probed per case.
+                driver = min(words, key=lambda word: _term_count(session, word))
+                alias = aliased(CaseSearchTerm)
+                rest = replace(query, text=" ".join(w for w in words if w != driver))
+                counted = (
+                    _filtered(
+                        select(Case.id)
+                        .join(alias, alias.case_id == Case.id)
+                        .where(alias.term >= driver, alias.term < driver + _TOP),
+                        rest,
+                        dense=True,
+                    )
+                    .distinct()
+                    .limit(SEARCH_COUNT_CAP + 1)
+                )
+            else:
+                counted = _filtered(select(Case.id), query)
             total = session.scalar(select(func.count()).select_from(counted.subquery())) or 0
-            capped = searching and total > SEARCH_COUNT_CAP
+            capped = bool(words) and total > SEARCH_COUNT_CAP
             column = _SORT_COLUMNS.get(query.sort)
             if column is None:
                 raise InputError(
@@ -281,6 +301,7 @@ class CaseService:
                     .outerjoin(User, Case.reviewer_id == User.id),
                     query,
                     dense=capped,
+                    driver=driver,
                 )
                 .order_by(order, Case.id.desc())
                 .offset((page - 1) * page_size)
@@ -772,12 +793,25 @@ class CaseService:
 
 
 # -- query building and conversion ------------------------------------------------------------
-def _filtered(statement: Any, query: CaseQuery, *, dense: bool = False) -> Any:
+def _term_count(session: Session, word: str) -> int:
+    """How many terms start with ``word``, counted up to the search cap."""
+    matching = (
+        select(CaseSearchTerm.case_id)
+        .where(CaseSearchTerm.term >= word, CaseSearchTerm.term < word + _TOP)
+        .limit(SEARCH_COUNT_CAP + 1)
+    )
+    return session.scalar(select(func.count()).select_from(matching.subquery())) or 0
+
+
+def _filtered(
+    statement: Any, query: CaseQuery, *, dense: bool = False, driver: str | None = None
+) -> Any:
     """Apply the list's search and filters to any SELECT over cases.
 
-    ``dense``: the search words match many cases, so test each case with a correlated EXISTS
-    (the database walks the sort index and stops after a page) instead of collecting every
-    match with IN (fast when the matches are few)."""
+    Search words are tested per case with a correlated EXISTS, except ``driver`` (the rarest
+    word), whose matches are collected with IN: fast when they are few. ``dense`` (the search
+    matches many cases): EXISTS for every word, so the database walks the sort index and stops
+    after one page."""
     if not query.include_superseded:
         statement = statement.where(Case.status != CaseStatus.AMENDED)
     if query.status is not None:
@@ -796,8 +830,8 @@ def _filtered(statement: Any, query: CaseQuery, *, dense: bool = False) -> Any:
         )
     for word in query_words(query.text or ""):
         # Word-prefix match through the B-tree index of case_search_terms (see orm).
-        in_range = (CaseSearchTerm.term >= word, CaseSearchTerm.term < word + "\uffff")
-        if dense:
+        in_range = (CaseSearchTerm.term >= word, CaseSearchTerm.term < word + _TOP)
+        if dense or word != driver:
             statement = statement.where(
                 exists().where(CaseSearchTerm.case_id == Case.id, *in_range)
             )

@@ -238,3 +238,19 @@ def test_doctor_opens_an_encrypted_database_with_the_passphrase_and_warns_withou
     database = {c["name"]: c for c in json.loads(result.stdout)["checks"]}["Database"]
     assert database["status"] == "warn"
     assert "no key available here" in database["detail"]
+
+
+def test_output_cut_short_by_the_reader_is_not_an_error(data_dir: Path) -> None:
+    """`clinic-app doctor | head -1`: the reader is gone before we write; no traceback."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "clinic_app", "--data-dir", str(data_dir), "doctor"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # the reader went away
+    stderr = process.stderr.read()
+    assert process.wait(timeout=180) == 141
+    assert "unexpected error" not in stderr
+    assert "Traceback" not in stderr

@@ -246,6 +246,39 @@ def has_users(database: Database) -> bool:
         return session.scalar(select(func.count(User.id))) != 0
 
 
+def _add_user(
+    session: Session,
+    actor: Actor,
+    name: str,
+    display_name: str,
+    role: Role,
+    password_hash: str,
+    moment: datetime,
+    **details: object,
+) -> User:
+    """Insert an active account and its one "user.create" audit event."""
+    user = User(
+        username=name,
+        display_name=display_name,
+        role=role,
+        password_hash=password_hash,
+        is_active=True,
+        failed_logins=0,
+        created_at=moment,
+        password_changed_at=moment,
+    )
+    session.add(user)
+    session.flush()
+    record_audit(
+        session,
+        actor,
+        "user.create",
+        AuditAction.CREATE,
+        details={**_subject(user), "role": role.value, **details},
+    )
+    return user
+
+
 def create_first_admin(
     database: Database,
     username: str,
@@ -265,24 +298,15 @@ def create_first_admin(
         _serialise(session)
         exists = session.scalar(select(func.count(User.id))) != 0
         if not exists:
-            user = User(
-                username=name,
-                display_name=_display_name(display_name, name),
-                role=Role.ADMIN,
-                password_hash=password_hash,
-                is_active=True,
-                failed_logins=0,
-                created_at=moment,
-                password_changed_at=moment,
-            )
-            session.add(user)
-            session.flush()
-            record_audit(
+            user = _add_user(
                 session,
                 system,
-                "user.create",
-                AuditAction.CREATE,
-                details={**_subject(user), "role": Role.ADMIN.value, "first_admin": True},
+                name,
+                _display_name(display_name, name),
+                Role.ADMIN,
+                password_hash,
+                moment,
+                first_admin=True,
             )
             return UserInfo.of(user)
     record_denied(database, system, "user.create", AuditAction.CREATE, "first_admin_exists")
@@ -317,25 +341,7 @@ def create_user(
             raise InputError(
                 f"The user name '{name}' is taken already.", hint="Choose another user name."
             )
-        user = User(
-            username=name,
-            display_name=shown_name,
-            role=role,
-            password_hash=password_hash,
-            is_active=True,
-            failed_logins=0,
-            created_at=moment,
-            password_changed_at=moment,
-        )
-        session.add(user)
-        session.flush()
-        record_audit(
-            session,
-            actor,
-            "user.create",
-            AuditAction.CREATE,
-            details={**_subject(user), "role": role.value},
-        )
+        user = _add_user(session, actor, name, shown_name, role, password_hash, moment)
         return UserInfo.of(user)
 
 

@@ -36,6 +36,7 @@ from clinic_app.domain.cases import (
     SuggestionInfo,
 )
 from clinic_app.domain.errors import AccessDenied, ConfigError, InputError, ReadOnlyCase
+from clinic_app.domain.notes import MAX_NOTE_CHARS
 from clinic_app.domain.permissions import Permission
 from clinic_app.domain.records import AuditAction, CaseStatus, DecisionAction, Modality, ReportKind
 from clinic_app.domain.search import query_words, search_terms
@@ -62,7 +63,6 @@ MAX_PAGE_SIZE = 500
 #: A search reports "more than" this many matches instead of counting them all.
 SEARCH_COUNT_CAP = 1000
 _TOP = "\uffff"  # [word, word + _TOP) is every term that starts with word
-MAX_NOTE_CHARS = 200_000
 _SORT_COLUMNS = {
     "updated_at": Case.updated_at,
     "created_at": Case.created_at,

@@ -81,11 +81,11 @@ class EcgRecording:
 
     @property
     def duration_s(self) -> float:
-        return self.samples.shape[1] / self.sampling_rate_hz
+        return int(self.samples.shape[1]) / self.sampling_rate_hz
 
     @property
     def lead_count(self) -> int:
-        return self.samples.shape[0]
+        return int(self.samples.shape[0])
 
 
 # name -> (unit, plausible low, plausible high): outside the range is refused as a typing or

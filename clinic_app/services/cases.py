@@ -35,7 +35,13 @@ from clinic_app.domain.cases import (
     SignOffInfo,
     SuggestionInfo,
 )
-from clinic_app.domain.errors import AccessDenied, ConfigError, InputError, ReadOnlyCase
+from clinic_app.domain.errors import (
+    AccessDenied,
+    ConfigError,
+    InputError,
+    ReadOnlyCase,
+    StorageError,
+)
 from clinic_app.domain.notes import MAX_NOTE_CHARS
 from clinic_app.domain.permissions import Permission
 from clinic_app.domain.records import AuditAction, CaseStatus, DecisionAction, Modality, ReportKind
@@ -438,6 +444,45 @@ class CaseService:
                 modality=modality.value,
             )
             return _input_info(item)
+
+    def stored_input(self, actor: Actor, case_uid: str, input_id: int) -> tuple[InputInfo, Path]:
+        """The input's stored file, after checking that its bytes still have the recorded sha256.
+
+        A case must never silently point at a changed file: a file that was altered, replaced
+        or removed on disk raises StorageError instead of being read (an audited read).
+        """
+        self._authorize(actor, Permission.CASE_READ, "case.input.read", AuditAction.READ, case_uid)
+        with self.database.write() as session:
+            case = self._latest(session, case_uid)
+            item = session.scalars(
+                select(CaseInput).where(CaseInput.case_id == case.id, CaseInput.id == input_id)
+            ).one_or_none()
+            if item is None:
+                raise InputError(f"Case {case_uid} has no input {input_id}.")
+            info = _input_info(item)
+            self._audit(
+                session, actor, "case.input.read", AuditAction.READ, case, input_sha256=item.sha256
+            )
+        path = Path(info.stored_path)
+        digest = hashlib.sha256()
+        try:
+            with path.open("rb") as handle:
+                while chunk := handle.read(1024 * 1024):
+                    digest.update(chunk)
+        except OSError as exc:
+            raise StorageError(
+                f"The stored file of {info.original_name} in case {case_uid} cannot be read "
+                f"({exc.strerror or exc}).",
+                hint="Restore the data folder's inputs/ from a backup.",
+            ) from exc
+        if digest.hexdigest() != info.sha256:
+            raise StorageError(
+                f"The stored file of {info.original_name} in case {case_uid} has changed on disk "
+                f"(sha256 {digest.hexdigest()[:12]}…, recorded {info.sha256[:12]}…), so it is "
+                "not used.",
+                hint="Restore the file from a backup; the case record itself is unchanged.",
+            )
+        return info, path
 
     def save_note(
         self, actor: Actor, case_uid: str, text: str, *, scrubbed: Sequence[Any] = ()

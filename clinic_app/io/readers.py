@@ -18,6 +18,8 @@ from clinic_app.domain.errors import InputError
 from clinic_app.domain.notes import ClinicalNote
 from clinic_app.domain.pathology import RgbArray, SlideInfo
 from clinic_app.domain.signals import EcgRecording
+from clinic_app.io.archives import extracted_archive, is_archive
+from clinic_app.io.dicom_files import open_dataset
 from clinic_app.io.limits import DEFAULT_LIMITS, ReadLimits
 
 #: DICOM SOP classes read as ECG (PS3.4 Annex B): 12-lead, general and ambulatory ECG.
@@ -60,7 +62,8 @@ class LoadedImage:
 
     @property
     def kind(self) -> InputKind:
-        return InputKind.SLIDE if len(self.info.levels) > 1 else InputKind.IMAGE
+        whole_slide = self.info.kind in ("svs", "dicom-wsi") or len(self.info.levels) > 1
+        return InputKind.SLIDE if whole_slide else InputKind.IMAGE
 
 
 LoadedInput = LoadedImage | EcgRecording | ClinicalNote
@@ -128,6 +131,9 @@ def _looks_like_implicit_dicom(head: bytes) -> bool:
 
 def read_input(path: Path, limits: ReadLimits = DEFAULT_LIMITS) -> LoadedInput:
     """Read ``path`` in this process (use ``read_input_isolated`` for untrusted files)."""
+    if is_archive(path) and path.is_file():
+        with extracted_archive(path) as inner:
+            return read_input(inner, limits)
     file_format = sniff(path)
     if file_format is FileFormat.WFDB:
         from clinic_app.io.ecg_wfdb import read_wfdb
@@ -155,11 +161,10 @@ def _read_dicom(path: Path, limits: ReadLimits) -> LoadedInput:
 
 def dicom_sop_class(path: Path) -> str:
     """The SOP Class UID from the file's header (pixel data is not read)."""
-    import pydicom
     from pydicom.errors import InvalidDicomError
 
     try:
-        dataset = pydicom.dcmread(
+        dataset = open_dataset(
             path, stop_before_pixels=True, specific_tags=["SOPClassUID"], force=True
         )
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as exc:

@@ -43,6 +43,7 @@ PRELOAD = (
     "clinic_app.io.ecg_wfdb",
     "clinic_app.io.ecg_dicom",
     "clinic_app.io.notes",
+    "clinic_app.io.deid.copies",
 )
 
 _context_lock = threading.Lock()
@@ -63,11 +64,11 @@ def _get_context() -> Any:
         if _context is None:
             methods = multiprocessing.get_all_start_methods()
             if sys.platform.startswith("linux") and "forkserver" in methods:
-                ctx = multiprocessing.get_context("forkserver")
-                ctx.set_forkserver_preload(list(PRELOAD))
+                server = multiprocessing.get_context("forkserver")
+                server.set_forkserver_preload(list(PRELOAD))
+                _context = server
             else:
-                ctx = multiprocessing.get_context("spawn")
-            _context = ctx
+                _context = multiprocessing.get_context("spawn")
         return _context
 
 

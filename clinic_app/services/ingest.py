@@ -18,14 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import re
-import shutil
-import tempfile
-import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +29,10 @@ from clinic_app.domain.errors import InputError, ReadOnlyCase
 from clinic_app.domain.notes import ClinicalNote
 from clinic_app.domain.records import Modality
 from clinic_app.domain.signals import EcgRecording
+from clinic_app.io.archives import (
+    private_folder,
+)
+from clinic_app.io.deid.copies import DeidOptions, deidentified_copy
 from clinic_app.io.limits import DEFAULT_LIMITS, ReadLimits
 from clinic_app.io.readers import (
     FileFormat,
@@ -46,8 +43,8 @@ from clinic_app.io.readers import (
     read_input,
     read_input_isolated,
     sniff,
-    wfdb_header_for,
 )
+from clinic_app.io.sandbox import run_isolated
 from clinic_app.services.cases import CaseService
 from clinic_app.services.context import Actor
 
@@ -55,8 +52,6 @@ log = logging.getLogger(__name__)
 
 DEID_KEY_FILENAME = "deidentification.key"
 DEID_KEY_BYTES = 32
-WFDB_ARCHIVE_SUFFIX = ".wfdb.zip"
-_WFDB_RECORD = "record"
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,10 +120,18 @@ class IngestService:
         kind = kind_of(loaded)
         if isinstance(loaded, ClinicalNote):
             return self._import_note(actor, case_uid, path, loaded, pseudonym)
-        with _private_folder() as work:
-            copy, media_type = self._deidentified_copy(
-                path, loaded, work, pseudonym, allow_burned_in_annotation
+        options = DeidOptions(
+            dicom_secret=self._derived("dicom"),
+            patient_key=pseudonym,
+            shift_days=self.date_shift_days(pseudonym),
+            allow_burned_in_annotation=allow_burned_in_annotation,
+        )
+        with private_folder() as work:
+            # De-identification parses the file again, so it too runs in the capped child.
+            written = run_isolated(
+                deidentified_copy, path, work, options, self.limits, path=path, limits=self.limits
             )
+            copy, media_type = written.path, written.media_type
             check = read_input_isolated(copy, self.limits)
             if kind_of(check) is not kind:
                 raise InputError(
@@ -143,7 +146,7 @@ class IngestService:
                 modality=Modality.ECG if kind is InputKind.ECG else Modality.PATHOLOGY,
                 media_type=media_type,
                 metadata=summary,
-                original_name=self._safe_name(path, pseudonym),
+                original_name=self._safe_name(path, kind, sniff(path)),
             )
         return ImportResult(path, kind, summary, input=info)
 
@@ -161,182 +164,28 @@ class IngestService:
         summary = describe(note) | {"scrubbed": len(scrubbed)}
         return ImportResult(path, InputKind.NOTE, summary, note=saved)
 
-    def _safe_name(self, path: Path, pseudonym: str) -> str:
-        """The file name as shown in the case, with anything that looks identifying scrubbed."""
-        from clinic_app.io.deid.text import scrub_text
+    def save_typed_note(self, actor: Actor, case_uid: str, text: str) -> ImportResult:
+        """A note typed in the app: the same checks and scrubbing as a note file."""
+        from clinic_app.io.notes import note_from_text
 
-        name, _ = scrub_text(path.name, date_shift_days=self.date_shift_days(pseudonym))
-        return name
+        note = note_from_text(text, source="typed")
+        pseudonym = self.cases.get_case(actor, case_uid).summary.patient_pseudonym
+        return self._import_note(actor, case_uid, Path("typed note"), note, pseudonym)
 
-    def _deidentified_copy(
-        self,
-        path: Path,
-        loaded: LoadedInput,
-        work: Path,
-        pseudonym: str,
-        allow_burned_in: bool,
-    ) -> tuple[Path, str]:
-        file_format = sniff(path)
-        shift = self.date_shift_days(pseudonym)
+    @staticmethod
+    def _safe_name(path: Path, kind: InputKind, file_format: FileFormat) -> str:
+        """A neutral name for the case ("ecg-wfdb", "slide.svs"): file names often carry the
+        patient's name or record number, and no scrubber finds those without context."""
+        suffix = path.suffix.lower() if file_format is not FileFormat.FOLDER else ""
         if file_format is FileFormat.WFDB:
-            assert isinstance(loaded, EcgRecording)
-            header = wfdb_header_for(path)
-            assert header is not None
-            return self._wfdb_archive(header, work, shift), "application/x-wfdb+zip"
-        if file_format is FileFormat.DICOM:
-            from clinic_app.io.deid.dicom import DicomDeidentifier, deidentify_file
-
-            target = work / "deidentified.dcm"
-            deidentify_file(
-                path,
-                target,
-                DicomDeidentifier(self._derived("dicom")),
-                patient_key=pseudonym,
-                shift_days=shift,
-                refuse_burned_in=not allow_burned_in,
-            )
-            return target, "application/dicom"
-        assert isinstance(loaded, LoadedImage)
-        if loaded.kind is InputKind.SLIDE or file_format is FileFormat.TIFF:
-            from clinic_app.io.deid.wsi import deidentified_slide_copy
-
-            copy = deidentified_slide_copy(path, work)
-            return copy, "image/tiff"
-        return _pixels_only_png(path, work, self.limits), "image/png"
-
-    def _wfdb_archive(self, header: Path, work: Path, shift_days: int) -> Path:
-        """The record's files in one uncompressed zip, renamed ``record``, header scrubbed."""
-        from clinic_app.io.deid.text import scrub_text
-
-        lines = header.read_text(encoding="latin-1").splitlines()
-        files = _wfdb_record_files(header, lines)
-        archive = work / f"{_WFDB_RECORD}{WFDB_ARCHIVE_SUFFIX}"
-        renames = {
-            name: _WFDB_RECORD + Path(name).suffix
-            for name in files
-            if Path(name).stem == header.stem
-        }
-        new_lines: list[str] = []
-        for index, line in enumerate(lines):
-            if line.startswith("#"):
-                text, _ = scrub_text(line[1:], date_shift_days=shift_days)
-                new_lines.append("#" + text)
-            elif index == _record_line_index(lines):
-                new_lines.append(_deidentified_record_line(line, shift_days))
-            elif line.split() and line.split()[0] in renames:
-                first, _, rest = line.partition(line.split()[0])
-                new_lines.append(first + renames[line.split()[0]] + rest)
-            else:
-                new_lines.append(line)
-        with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as out:
-            out.writestr(f"{_WFDB_RECORD}.hea", "\n".join(new_lines) + "\n")
-            for name in files:
-                source = header.parent / name
-                if source.suffix.lower() == ".hea" and source.stem == header.stem:
-                    continue
-                out.write(source, renames.get(name, name))
-        return archive
+            return f"{kind.value}-wfdb"
+        if file_format is FileFormat.FOLDER:
+            return f"{kind.value}-dicom"
+        return f"{kind.value}{suffix if len(suffix) <= 6 else ''}"
 
 
-def _record_line_index(lines: list[str]) -> int:
-    for index, line in enumerate(lines):
-        if line.strip() and not line.startswith("#"):
-            return index
-    raise InputError("The WFDB header has no record line.")
-
-
-_WFDB_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
-
-
-def _deidentified_record_line(line: str, shift_days: int) -> str:
-    """The record line with its record name replaced and its base date shifted."""
-    parts = line.split()
-    _, _, segments = parts[0].partition("/")
-    parts[0] = _WFDB_RECORD + (f"/{segments}" if segments else "")
-    for position, value in enumerate(parts):
-        match = _WFDB_DATE.match(value)
-        if match and position >= 4:
-            day, month, year = (int(g) for g in match.groups())
-            try:
-                shifted = date(year, month, day) + timedelta(days=shift_days)
-            except ValueError:
-                parts[position] = ""
-                continue
-            parts[position] = f"{shifted.day:02d}/{shifted.month:02d}/{shifted.year:04d}"
-    return " ".join(part for part in parts if part)
-
-
-def _wfdb_record_files(header: Path, lines: list[str]) -> list[str]:
-    """Signal, segment and annotation files of the record, each checked to exist beside it."""
-    folder = header.parent
-    names: list[str] = []
-    record_index = _record_line_index(lines)
-    record_fields = lines[record_index].split()
-    multi_segment = "/" in record_fields[0]
-    for line in lines[record_index + 1 :]:
-        if not line.strip() or line.startswith("#"):
-            continue
-        first = line.split()[0]
-        if multi_segment:
-            if first != "~":
-                names.append(f"{first}.hea")
-                segment_header = folder / f"{first}.hea"
-                if segment_header.is_file():
-                    segment_lines = segment_header.read_text(encoding="latin-1").splitlines()
-                    names.extend(_wfdb_record_files(segment_header, segment_lines))
-        elif first != "~" and first not in names:
-            names.append(first)
-    for candidate in sorted(folder.glob(f"{header.stem}.*")):
-        if candidate.suffix.lower() in (".atr", ".qrs", ".ecg", ".ari", ".ann", ".xyz"):
-            names.append(candidate.name)
-    for name in names:
-        if not (folder / name).is_file():
-            raise InputError(f"{header.name}: the record's file {name} is missing.")
-    return list(dict.fromkeys(names))
-
-
-def _pixels_only_png(path: Path, work: Path, limits: ReadLimits) -> Path:
-    """A lossless PNG of the decoded pixels: EXIF, comments and other metadata are dropped."""
-    from PIL import Image
-
-    from clinic_app.io.slides import open_slide
-
-    slide = open_slide(path, limits)
-    try:
-        level = slide.info.levels[0]
-        pixels = slide.read_region(0, 0, 0, level.width, level.height)
-    finally:
-        slide.close()
-    target = work / "image.png"
-    Image.fromarray(pixels).save(target, format="PNG", optimize=False)
-    return target
-
-
-@contextmanager
-def _private_folder() -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(prefix="clinicfusion-import-"))
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-@contextmanager
-def extracted_wfdb(archive: Path) -> Iterator[Path]:
-    """The header path of a stored WFDB archive, unpacked in a private temporary folder."""
-    with _private_folder() as folder, zipfile.ZipFile(archive) as bundle:
-        for member in bundle.namelist():
-            if "/" in member or "\\" in member or member.startswith("."):
-                raise InputError(f"The stored ECG archive {archive.name} is not valid.")
-        bundle.extractall(folder)
-        yield folder / f"{_WFDB_RECORD}.hea"
-
-
-def load_stored(info: InputInfo, path: Path, limits: ReadLimits = DEFAULT_LIMITS) -> LoadedInput:
-    """Read a verified stored input (already de-identified and validated at import)."""
-    if path.name.endswith(WFDB_ARCHIVE_SUFFIX):
-        with extracted_wfdb(path) as header:
-            return read_input(header, limits)
+def load_stored(path: Path, limits: ReadLimits = DEFAULT_LIMITS) -> LoadedInput:
+    """Read a verified stored input (de-identified and validated at import) in-process."""
     return read_input(path, limits)
 
 

@@ -1,0 +1,1 @@
+"""De-identification of notes, DICOM and slide metadata before anything is stored or exported."""

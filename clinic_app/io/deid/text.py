@@ -1,0 +1,910 @@
+"""Rule-based removal of protected health information (PHI) from note text and WFDB comments.
+
+Offline and explainable: regular expressions for dates, ages over 89, record numbers, phone
+numbers, addresses, e-mail, URLs and IP addresses, and for person names explicit contexts
+(titles, "Patient:", "seen by", "Dear", signatures) plus gazetteers (US Census given names and
+surnames, an English word list to tell names from words, a list of medical eponyms that are not
+people). Dates are shifted by a per-patient number of days keeping their written format, so
+intervals between dates survive; everything else becomes a category tag ("[NAME]", "[ID]").
+
+Limits: English only; a name with no context and not in the gazetteers (a lone "Okonkwo") is
+missed; the figures measured on the planted-PHI test set are in the README.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import gzip
+import hashlib
+import hmac
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+from clinic_app.domain.notes import PhiReplacement
+
+__all__ = ["date_shift_for", "scrub_text"]
+
+# -- word lists --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Lexicon:
+    first_strong: frozenset[str]
+    first_weak: frozenset[str]  # given names that are also English words ("Will", "Rose")
+    first_common: frozenset[str]  # the most frequent given names, words or not ("John")
+    last_strong: frozenset[str]
+    last_weak: frozenset[str]
+    last_common: frozenset[str]  # the most frequent surnames ("Smith", "Brown")
+    english: frozenset[str]
+    protected: frozenset[str]
+
+
+def _read_list(name: str) -> list[str]:
+    data = resources.files("clinic_app.io.deid").joinpath("wordlists", name).read_bytes()
+    if name.endswith(".gz"):
+        data = gzip.decompress(data)
+    return [
+        line.strip()
+        for line in data.decode("utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+
+
+@cache
+def _lexicon() -> _Lexicon:
+    """The gazetteers, loaded once (about 30 ms)."""
+
+    def split(names: list[str]) -> tuple[frozenset[str], frozenset[str]]:
+        strong = frozenset(n.lower() for n in names if not n.startswith("~"))
+        weak = frozenset(n[1:].lower() for n in names if n.startswith("~"))
+        return strong, weak
+
+    firsts, lasts = _read_list("first_names.txt"), _read_list("surnames.txt")
+    first_strong, first_weak = split(firsts)
+    last_strong, last_weak = split(lasts)
+    return _Lexicon(
+        first_strong=first_strong,
+        first_weak=first_weak,
+        first_common=frozenset(n.lstrip("~").lower() for n in firsts[:150]),
+        last_strong=last_strong,
+        last_weak=last_weak,
+        last_common=frozenset(n.lstrip("~").lower() for n in lasts[:300]),
+        english=frozenset(_read_list("english_words.txt.gz")),
+        protected=frozenset(_read_list("protected_terms.txt")),
+    )
+
+
+# -- date shift --------------------------------------------------------------------------------
+
+
+def date_shift_for(patient_key: bytes, secret: bytes) -> int:
+    """Days to shift every date of one patient: in [-365, -1] or [1, 365], never 0.
+
+    A keyed HMAC of the patient key, so the same patient always shifts by the same number of
+    days while nobody without ``secret`` can recover the shift from the key."""
+    digest = hmac.new(secret, b"clinicfusion-date-shift\x00" + patient_key, hashlib.sha256)
+    value = int.from_bytes(digest.digest()[:8], "big") % 730
+    return value - 365 if value < 365 else value - 364
+
+
+# -- spans -------------------------------------------------------------------------------------
+
+#: When spans overlap, the lower number wins (then the longer span).
+_PRIORITY = {
+    "EMAIL": 0,
+    "URL": 1,
+    "IP": 2,
+    "ID": 3,
+    "PHONE": 4,
+    "DATE": 5,
+    "AGE>89": 6,
+    "ADDRESS": 7,
+    "NAME": 8,
+}
+_TAGS = {
+    "EMAIL": "[EMAIL]",
+    "URL": "[URL]",
+    "IP": "[IP]",
+    "ID": "[ID]",
+    "PHONE": "[PHONE]",
+    "ADDRESS": "[ADDRESS]",
+    "NAME": "[NAME]",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Span:
+    start: int
+    end: int
+    category: str
+    replacement: str
+
+
+def _resolve(spans: list[_Span], length: int) -> list[_Span]:
+    """Keep non-overlapping spans, preferring higher-priority categories, then longer spans."""
+    chosen: list[_Span] = []
+    taken = bytearray(length)  # 1 where a chosen span already covers the character
+    for span in sorted(spans, key=lambda s: (_PRIORITY[s.category], s.start - s.end, s.start)):
+        if span.end <= span.start or taken.find(1, span.start, span.end) != -1:
+            continue
+        chosen.append(span)
+        taken[span.start : span.end] = b"\x01" * (span.end - span.start)
+    return sorted(chosen, key=lambda s: s.start)
+
+
+# -- e-mail, URL, IP, phone, record numbers ----------------------------------------------------
+
+_EMAIL = re.compile(
+    r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
+)
+_URL = re.compile(r"\b(?:https?://|ftp://|www\.)[^\s<>\"'()\[\]]+", re.IGNORECASE)
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_IPV4 = re.compile(rf"(?<![\d.]){_OCTET}(?:\.{_OCTET}){{3}}(?![\d.]*\d)")
+_IPV6 = re.compile(
+    r"(?<![\w:])(?:(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}"
+    r"|(?:[0-9A-Fa-f]{1,4}:){1,6}:(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4})*)?"
+    r"|::(?:[0-9A-Fa-f]{1,4}:){0,6}[0-9A-Fa-f]{1,4})(?![\w:])"
+)
+_PHONE = re.compile(
+    r"(?<![\w/.+-])(?:\+?1[ .-]?)?(?:\(\d{3}\)[ .-]?|\d{3}[ .-])\d{3}[ .-]\d{4}"
+    r"(?:\s*(?:x|ext\.?|extension)\s*\d{1,6})?(?![\w/-])",
+    re.IGNORECASE,
+)
+_PHONE_INTL = re.compile(r"(?<![\w/+])\+\d{1,3}(?:[ .-]?\(?\d{1,5}\)?){2,5}(?![\w/-])")
+_PHONE_LABELLED = re.compile(
+    r"\b(?:phone|telephone|tel|fax|facsimile|pager|beeper|cell(?:\s*phone)?|mobile|ph|contact"
+    r"(?:\s+number)?|call(?:\s+back)?(?:\s+at)?)\.?\s*(?:no\.?|number|#)?\s*[:#]?\s*"
+    r"(?P<value>\+?\(?\d[\d().\s-]{5,18}\d(?:\s*(?:x|ext\.?)\s*\d{1,6})?)",
+    re.IGNORECASE,
+)
+_SSN = re.compile(r"(?<![\w-])\d{3}-\d{2}-\d{4}(?![\w-])")
+_ID_LABEL = (
+    r"MRN|M\.R\.N\.?|MR\s*#|MR\s+(?:no|number)|med(?:ical)?\s+rec(?:ord)?s?(?:\s+(?:number|no|num))?"
+    r"|hospital\s+(?:number|no)|record\s+(?:number|no|num)|chart\s+(?:number|no)|unit\s+(?:number|no)"
+    r"|patient\s+(?:id|identifier|number|no)|pt\s+(?:id|no)|acct|account(?:\s+(?:number|no|num))?"
+    r"|SSN|SS\s*#|social\s+security(?:\s+(?:number|no))?|accession(?:\s+(?:number|no))?|acc\s*#"
+    r"|encounter(?:\s+(?:id|number|no))?|visit\s+(?:id|number|no)|admission\s+(?:id|number|no)"
+    r"|CSN|FIN|HAR|member\s+(?:id|number|no)|subscriber\s+(?:id|number|no)"
+    r"|policy(?:\s+(?:id|number|no))?|group\s+(?:number|no)|insurance\s+(?:id|number|no)"
+    r"|health\s*plan(?:\s+(?:id|number|no|beneficiary\s+number))?|beneficiary\s+(?:id|number|no)"
+    r"|medicaid(?:\s+(?:id|number|no))?|medicare(?:\s+(?:id|number|no))?|MBI|HICN"
+    r"|NHS\s+(?:number|no)|serial(?:\s+(?:number|no))?|S/N|device\s+(?:id|serial)|lot\s+(?:number|no)"
+    r"|licen[cs]e(?:\s+(?:number|no))?|DEA(?:\s+(?:number|no))?|NPI|UPIN"
+    r"|specimen(?:\s+(?:id|number|no))?|case\s+(?:id|number|no)|surgical\s+pathology\s+(?:number|no)"
+    r"|order\s+(?:id|number|no)|requisition(?:\s+(?:number|no))?|lab\s+(?:id|number|no)"
+    r"|reference\s+(?:number|no)|ref\.?\s*(?:no|#)|claim\s+(?:number|no)|certificate\s+(?:number|no)"
+    r"|vehicle\s+(?:id|number)|VIN|plate\s+(?:number|no)|study\s+(?:id|number)|patient\s+ID|ID"
+    r"|identifier|biometric\s+id"
+)
+_ID_LABELLED = re.compile(
+    rf"\b(?:{_ID_LABEL})\.?\s*(?:number|no\.?|num|#)?\s*(?:[:=#]|is|was|of)?\s*[:#]?\s*"
+    r"(?P<value>(?=[A-Za-z0-9./-]*\d)[A-Za-z0-9](?:[A-Za-z0-9./-]*[A-Za-z0-9])?"
+    r"(?:[ ](?=\d)\d{2,}){0,3})",
+    re.IGNORECASE,
+)
+_LONG_NUMBER = re.compile(r"(?<![\w.,/-])(?:[A-Z]{1,3}-?)?\d{7,}(?![\w/-]|[.,]\d)")
+_HASH_NUMBER = re.compile(r"(?<![\w#])#\s?(?P<value>\d{5,})(?!\w)")
+
+
+def _simple(
+    pattern: re.Pattern[str], category: str, text: str, group: int | str = 0
+) -> list[_Span]:
+    spans = []
+    for match in pattern.finditer(text):
+        trimmed = match.group(group).rstrip(".,;:!?)'\"")
+        start = match.start(group)
+        spans.append(_Span(start, start + len(trimmed), category, _TAGS[category]))
+    return spans
+
+
+def _ids(text: str) -> list[_Span]:
+    spans = _simple(_SSN, "ID", text)
+    for match in _ID_LABELLED.finditer(text):
+        value = match.group("value")
+        digits = sum(ch.isdigit() for ch in value)
+        if digits < 2 or len(value) < 3:
+            continue
+        start = match.start("value")
+        trimmed = value.rstrip(".-/")
+        spans.append(_Span(start, start + len(trimmed), "ID", "[ID]"))
+    spans += _simple(_LONG_NUMBER, "ID", text)
+    spans += _simple(_HASH_NUMBER, "ID", text, "value")
+    return spans
+
+
+def _phones(text: str) -> list[_Span]:
+    spans = _simple(_PHONE, "PHONE", text) + _simple(_PHONE_LABELLED, "PHONE", text, "value")
+    for match in _PHONE_INTL.finditer(text):
+        if 8 <= sum(ch.isdigit() for ch in match.group()) <= 15:
+            spans.append(_Span(match.start(), match.end(), "PHONE", "[PHONE]"))
+    return [s for s in spans if sum(ch.isdigit() for ch in text[s.start : s.end]) >= 7]
+
+
+# -- dates -------------------------------------------------------------------------------------
+
+_MONTHS = (
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+)
+_MONTH = (
+    r"(?P<mon>Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?"
+    r"|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)(?P<dot>\.)?"
+)
+_DAY = r"(?P<day>[0-3]?\d)(?P<suf>st|nd|rd|th)?"
+_YEAR = r"(?P<year>(?:1[89]|20)\d\d|'?\d\d)"
+_YEAR4 = r"(?P<year>(?:1[89]|20)\d\d)"
+_B = r"(?<![\w/.-])"
+_E = r"(?![\w/-]|\.\d)"
+_DATE_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
+    re.compile(pattern, re.IGNORECASE)
+    for pattern in (
+        # 2021-03-14, 2021/03/14, 2021.03.14 (and 2021-03-14T10:22)
+        rf"{_B}(?P<year>(?:1[89]|20)\d\d)(?P<s>[-/.])(?P<mnum>[01]?\d)(?P=s)(?P<day>[0-3]?\d)"
+        r"(?![\d/-]|\.\d)",
+        # 03/14/2021, 14.03.2021, 3-14-21
+        rf"{_B}(?P<a>[0-3]?\d)(?P<s>[-/.])(?P<b>[0-3]?\d)(?P=s)(?P<year>(?:1[89]|20)\d\d|\d\d){_E}",
+        # March 14, 2021 / Mar 14th 2021 / March 14 / Mar. 3rd
+        rf"\b{_MONTH}\s+{_DAY}(?:(?P<sep>,\s*|\s+){_YEAR})?(?![\w:]|\.\d)",
+        # 14 March 2021 / 3rd of May, 2021 / the 3rd of May
+        rf"\b{_DAY}(?:\s+of)?\s+{_MONTH}(?:(?P<sep>,\s*|\s+){_YEAR})?(?![\w:]|\.\d)",
+        # 14-Mar-2021, 29-Sep-90, 14/Mar/2021
+        rf"{_B}{_DAY}(?P<s>[-/ ]){_MONTH}(?P=s){_YEAR}{_E}",
+        # Mar-14-21
+        rf"\b{_MONTH}(?P<s>[-/]){_DAY}(?P=s){_YEAR}{_E}",
+        # March 2021 / Mar 2021 / 03/2021
+        rf"\b{_MONTH}(?P<sep>,?\s+){_YEAR4}{_E}",
+        rf"{_B}(?P<mnum>[01]?\d)/{_YEAR4}{_E}",
+    )
+)
+#: Lowercase month abbreviations that are ordinary words ("may", "mar").
+_AMBIGUOUS_LOWER = frozenset({"may", "mar", "jan", "jun", "jul", "dec", "sep", "oct", "nov", "aug"})
+
+
+def _century(two_digits: int) -> int:
+    return 2000 + two_digits if two_digits <= 29 else 1900 + two_digits
+
+
+def _month_word(original: str, month: int, *, compact: bool) -> str:
+    """The month ``month`` written like ``original`` (full or abbreviated, same letter case)."""
+    full = _MONTHS[month - 1]
+    low = original.lower()
+    if low == "sept":
+        word = "sept" if month == 9 else full[:3]
+    elif len(low) == 3 and (low != "may" or compact):
+        word = full[:3]
+    else:  # a full name; "May" counts as one in prose ("May 3, 2021"), not in "03-May-21"
+        word = full
+    if original.isupper():
+        return word.upper()
+    if original[0].isupper():
+        return word.capitalize()
+    return word
+
+
+def _number(value: int, padded: bool) -> str:
+    return f"{value:02d}" if padded else str(value)
+
+
+def _ordinal(original: str, day: int) -> str:
+    if not original:
+        return ""
+    suffix = "th" if 10 <= day % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
+    return suffix.upper() if original.isupper() else suffix
+
+
+def _shift_date(match: re.Match[str], days: int) -> str | None:
+    """The matched date shifted by ``days``, written in its own format; None if not a date."""
+    groups = match.groupdict()
+    text = match.group()
+    base = match.start()
+    edits: dict[str, str] = {}
+    mon_text = groups.get("mon")
+    if mon_text is not None:
+        if mon_text.islower() and mon_text in _AMBIGUOUS_LOWER:
+            return None
+        month = next(i for i, m in enumerate(_MONTHS, 1) if m.startswith(mon_text.lower()[:3]))
+    elif groups.get("mnum") is not None:
+        month = int(groups["mnum"])
+    else:
+        first, second = int(groups["a"]), int(groups["b"])
+        day_first = groups["s"] == "." or first > 12
+        month, day = (second, first) if day_first else (first, second)
+    day_text = groups.get("day") if groups.get("a") is None else None
+    has_day = groups.get("a") is not None or day_text is not None
+    if day_text is not None:
+        day = int(day_text)
+    elif not has_day:
+        day = 15
+    year_text = groups.get("year")
+    if year_text is None:
+        year = 2000  # leap year: keeps 29 February valid when no year is written
+    else:
+        digits = year_text.lstrip("'")
+        year = int(digits) if len(digits) == 4 else _century(int(digits))
+    if (
+        groups.get("s") == "."
+        and year_text is not None
+        and len(year_text) == 2
+        and groups.get("a") is not None
+        and (len(groups["a"]) != 2 or len(groups["b"]) != 2)
+    ):
+        return None  # "3.4.12" is more likely a version or a score than a date
+    if not (1 <= month <= 12) or not (1 <= day <= calendar.monthrange(year, month)[1]):
+        return None
+    new = dt.date(year, month, day) + dt.timedelta(days=days)
+    numeric = [groups[n] for n in ("a", "b", "mnum", "day") if groups.get(n) is not None]
+    padded = any(n.startswith("0") for n in numeric) or (
+        len(numeric) >= 2 and all(len(n) == 2 for n in numeric)
+    )
+    if groups.get("a") is not None:
+        first_is_day = groups["s"] == "." or int(groups["a"]) > 12
+        edits["a"] = _number(new.day if first_is_day else new.month, padded)
+        edits["b"] = _number(new.month if first_is_day else new.day, padded)
+    if day_text is not None:
+        edits["day"] = _number(new.day, padded)
+        if groups.get("suf"):
+            edits["suf"] = _ordinal(groups["suf"], new.day)
+    if mon_text is not None:
+        compact = groups.get("s") is not None or groups.get("dot") is not None
+        edits["mon"] = _month_word(mon_text, new.month, compact=compact)
+    if groups.get("mnum") is not None:
+        edits["mnum"] = _number(new.month, padded)
+    if year_text is not None:
+        digits = year_text.lstrip("'")
+        value = f"{new.year:04d}" if len(digits) == 4 else f"{new.year % 100:02d}"
+        edits["year"] = year_text[: len(year_text) - len(digits)] + value
+    pieces = sorted(
+        (
+            (match.start(name) - base, match.end(name) - base, value)
+            for name, value in edits.items()
+        ),
+        reverse=True,
+    )
+    for start, end, value in pieces:
+        text = text[:start] + value + text[end:]
+    return text
+
+
+def _dates(text: str, days: int) -> list[_Span]:
+    spans = []
+    for pattern in _DATE_PATTERNS:
+        for match in pattern.finditer(text):
+            shifted = _shift_date(match, days)
+            if shifted is not None and shifted != match.group():
+                spans.append(_Span(match.start(), match.end(), "DATE", shifted))
+    return spans
+
+
+# -- ages over 89 ------------------------------------------------------------------------------
+
+_AGES = (
+    re.compile(
+        r"(?<![\d.])(?P<n>\d{2,3})\s*-?\s*(?:years?|yrs?|y/?o|y\.o\.|yo|year-old|y)"
+        r"(?:\s*-?\s*old)?(?![a-z])",
+        re.IGNORECASE,
+    ),
+    re.compile(r"\b(?:aged?|age\s+of|age\s+is)\s*[:=]?\s*(?P<n>\d{2,3})(?!\d|\.\d)", re.IGNORECASE),
+    re.compile(r"(?<![\d.])(?P<n>\d{2,3})\s*(?:yo|y/o)\b", re.IGNORECASE),
+)
+
+
+def _ages(text: str) -> list[_Span]:
+    spans = []
+    for pattern in _AGES:
+        for match in pattern.finditer(text):
+            if 90 <= int(match.group("n")) < 200:
+                spans.append(_Span(match.start("n"), match.end("n"), "AGE>89", "90+"))
+    return spans
+
+
+# -- addresses ---------------------------------------------------------------------------------
+
+_STATES = (
+    r"AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH"
+    r"|NJ|NM|NY|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|PR"
+    r"|Alabama|Alaska|Arizona|Arkansas|California|Colorado|Connecticut|Delaware|Florida|Georgia"
+    r"|Hawaii|Idaho|Illinois|Indiana|Iowa|Kansas|Kentucky|Louisiana|Maine|Maryland|Massachusetts"
+    r"|Michigan|Minnesota|Mississippi|Missouri|Montana|Nebraska|Nevada|New\s+Hampshire"
+    r"|New\s+Jersey|New\s+Mexico|New\s+York|North\s+Carolina|North\s+Dakota|Ohio|Oklahoma|Oregon"
+    r"|Pennsylvania|Rhode\s+Island|South\s+Carolina|South\s+Dakota|Tennessee|Texas|Utah|Vermont"
+    r"|Virginia|Washington|West\s+Virginia|Wisconsin|Wyoming"
+)
+_SUFFIX = (
+    r"Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace"
+    r"|Ter|Circle|Cir|Highway|Hwy|Parkway|Pkwy|Square|Sq|Trail|Trl|Alley|Row|Crescent|Close|Grove"
+    r"|Pike|Plaza|Loop|Run|Path|Walk|Gardens|Mews|Heights"
+)
+_CAP = r"[A-Z][A-Za-z'.-]*"
+_CITY = rf"{_CAP}(?:[ ]{_CAP}){{0,2}}"
+_STREET = re.compile(
+    rf"\b\d{{1,6}}[A-Z]?[ ](?:[NSEW]\.?[ ]|North[ ]|South[ ]|East[ ]|West[ ])?"
+    rf"(?:(?:{_CAP}|\d+(?:st|nd|rd|th))[ ]){{1,4}}(?:{_SUFFIX})\b\.?"
+    r"(?:,?[ ](?:Apt|Apartment|Suite|Ste|Unit|Room|Rm|Floor|Fl|#)\.?[ ]?#?[A-Za-z0-9-]+)?"
+    rf"(?:,[ ]?{_CITY})?(?:,?[ ](?:{_STATES}))?(?:,?[ ]\d{{5}}(?:-\d{{4}})?)?(?!\w)"
+)
+_CITY_STATE_ZIP = re.compile(rf"\b{_CITY},[ ]?(?:{_STATES})[ ]+\d{{5}}(?:-\d{{4}})?(?!\w)")
+_STATE_ZIP = re.compile(rf"\b(?:{_STATES})[ ]+\d{{5}}(?:-\d{{4}})?(?!\w)")
+_ZIP_LABELLED = re.compile(
+    r"\b(?:zip|postal|post)\s*(?:code)?\s*[:#]?\s*(?P<value>\d{5}(?:-\d{4})?|[A-Z]\d[A-Z]\s?\d[A-Z]\d)",
+    re.IGNORECASE,
+)
+_PO_BOX = re.compile(r"\bP\.?\s?O\.?\s*Box\s+\d+", re.IGNORECASE)
+_ADDRESS_LABELLED = re.compile(
+    r"\b(?:(?:home|mailing|street|current|permanent)\s+)?(?:address|residence)\s*:[ \t]*"
+    r"(?P<value>[A-Z0-9][^\n;]{0,79}?)(?=\.\s|\.?$|;|\n)",
+    re.IGNORECASE | re.MULTILINE,
+)
+_PLACE_LABELLED = re.compile(
+    r"\b(?i:city|town|hometown|birthplace|place\s+of\s+birth|hospital|facility|institution"
+    rf"|employer|school)\s*:[ \t]*(?P<value>(?:St\.?[ ])?{_CAP}(?:[ ](?:of[ ])?{_CAP}){{0,4}})"
+)
+_LIVES_IN = re.compile(
+    rf"\b(?:lives|lived|living|resides|resided|residing|moved|relocated|born)\s+(?:in|at|to|from)"
+    rf"\s+(?:the\s+)?(?P<value>{_CITY}(?:,[ ]?(?:{_STATES}))?)"
+)
+_INSTITUTION = re.compile(
+    rf"\b(?:St\.?[ ])?(?:{_CAP}[ ]){{1,4}}(?:Hospital|Medical[ ]Cent(?:er|re)|Clinic"
+    r"|Health[ ]System|Healthcare|Infirmary|Hospice|Nursing[ ]Home|Rehabilitation[ ]Cent(?:er|re)"
+    r"|Care[ ]Cent(?:er|re)|University|College|Institute)\b"
+)
+#: Words that make a department, not a named institution ("Pain Management Clinic").
+_DEPARTMENT_WORDS = frozenset(
+    """
+    podiatry podiatric ophthalmology optometry ent audiology gastroenterology hepatology
+    nephrology hematology rheumatology obstetrics gynecology ob/gyn prenatal anticoagulation
+    coumadin cardiothoracic plastic vein spine pain management pediatric paediatric urology
+    outpatient inpatient physiatry
+    rehabilitation rehab general medical community emergency surgical surgery cardiology
+    cardiac heart vascular cancer oncology neurology neuroscience orthopedic orthopaedic
+    spine sports wellness family internal medicine women's children's childrens womens
+    maternity eye ear nose throat dental dermatology skin sleep diabetes endocrine kidney
+    renal dialysis liver transplant behavioral mental health psychiatric psychiatry primary
+    care urgent walk-in day county state regional university teaching veterans memorial
+    specialty specialist wound infusion imaging radiology allergy asthma lung pulmonary
+    chest fertility breast digestive gi hand foot ankle joint trauma burn stroke geriatric
+    senior student occupational physical therapy speech hearing vision clinic center centre
+    hospital the a an of and at our this same outside local
+    """.split()  # noqa: SIM905
+)
+_GENERIC_PLACE_WORDS = frozenset(
+    {
+        "the",
+        "this",
+        "our",
+        "your",
+        "his",
+        "her",
+        "their",
+        "general",
+        "emergency",
+        "outside",
+        "local",
+        "community",
+        "county",
+        "state",
+        "regional",
+        "university",
+        "teaching",
+        "a",
+        "an",
+        "same",
+        "other",
+    }
+)
+
+
+def _addresses(text: str) -> list[_Span]:
+    spans = _simple(_STREET, "ADDRESS", text)
+    spans += _simple(_CITY_STATE_ZIP, "ADDRESS", text)
+    spans += _simple(_STATE_ZIP, "ADDRESS", text)
+    spans += _simple(_ZIP_LABELLED, "ADDRESS", text, "value")
+    spans += _simple(_PO_BOX, "ADDRESS", text)
+    spans += [  # "moved to RV outflow tract" is not a place
+        s for s in _simple(_LIVES_IN, "ADDRESS", text, "value") if len(text[s.start : s.end]) > 3
+    ]
+    for pattern in (_ADDRESS_LABELLED, _PLACE_LABELLED):
+        for match in pattern.finditer(text):
+            value = match.group("value").rstrip(" .,\t")
+            if value and value.split()[0].lower() not in _STOP | {"n/a", "na", "none", "unknown"}:
+                start = match.start("value")
+                spans.append(_Span(start, start + len(value), "ADDRESS", "[ADDRESS]"))
+    for match in _INSTITUTION.finditer(text):
+        words = match.group().split()
+        while words and words[0].lower().rstrip(".") in _GENERIC_PLACE_WORDS:
+            words.pop(0)
+        # "Riverside General Hospital" but not "Pain Management Clinic": one word must be a
+        # name or not an ordinary word.
+        named = (
+            any(
+                w.lower() not in _DEPARTMENT_WORDS
+                for w in words[:-1]
+                if w.rstrip(".").lower() != "st"
+            )
+            or words[0].rstrip(".") == "St"
+        )
+        if len(words) >= 2 and named:
+            start = match.end() - len(" ".join(words))
+            spans.append(_Span(start, match.end(), "ADDRESS", "[ADDRESS]"))
+    return spans
+
+
+# -- names -------------------------------------------------------------------------------------
+
+_PARTICLES = r"(?:van|von|de|del|della|der|den|di|da|du|la|le|bin|ibn|al|el|dos|das|ter|ten)"
+_LETTER = r"[^\W\d_]"
+_NAME_WORD = re.compile(
+    rf"(?:{_PARTICLES}[ ](?:{_PARTICLES}[ ])?)?"
+    rf"(?P<word>(?:[A-Z]['’](?={_LETTER}))?{_LETTER}+(?:['’]{_LETTER}{{2,}})?(?:-{_LETTER}+)*)"
+    r"(?P<initial>\.)?"
+)
+_TITLE = re.compile(
+    r"\b(?P<title>Dr|Drs|Doctor|Mr|Mrs|Ms|Miss|Mx|Prof|Professor|Rev|Nurse|Sister|Madam|Sir)"
+    r"(?:\.|\b)[ \t]+(?=[^\W\d_a-z])"
+)
+_PATIENT_TITLES = frozenset({"mr", "mrs", "ms", "miss", "mx", "madam", "sir"})
+_LABEL = re.compile(
+    r"(?:^|(?<=[\n;|.]))[ \t]*(?P<label>(?:patient(?:'s)?|pt)(?:[ \t]+(?:full[ \t]+)?name)?|name"
+    r"|full[ \t]+name|attending(?:[ \t]+(?:physician|doctor|surgeon))?|physician|surgeon"
+    r"|assistant|co-?surgeon|anesthesiologist|anesthetist|anaesthetist|pathologist|radiologist"
+    r"|cardiologist|resident|fellow|intern|nurse|rn|provider|pcp|primary[ \t]+care(?:[ \t]+"
+    r"(?:physician|provider|doctor))?|referring(?:[ \t]+(?:physician|doctor|provider|clinician))?"
+    r"|consultant|consulting(?:[ \t]+physician)?|guardian|mother|father|parent|spouse|wife|husband"
+    r"|partner|son|daughter|sister|brother|next[ \t]+of[ \t]+kin|nok|emergency[ \t]+contact|contact"
+    r"|informant|caregiver|witness|interpreter|pharmacist|therapist|social[ \t]+worker"
+    r"|case[ \t]+manager|chaplain|midwife|technician|tech|technologist|sonographer|dictated[ \t]+by"
+    r"|transcribed[ \t]+by|transcriptionist|signed(?:[ \t]+by)?|electronically[ \t]+signed[ \t]+by"
+    r"|reviewed[ \t]+by|verified[ \t]+by|interpreted[ \t]+by|read[ \t]+by|reported[ \t]+by"
+    r"|approved[ \t]+by|performed[ \t]+by|prepared[ \t]+by|ordered[ \t]+by|requested[ \t]+by"
+    r"|collected[ \t]+by|author|from|to|attn|re|cc|c\.c\.|copy[ \t]+to|copies[ \t]+to)"
+    r"[ \t]*:[ \t]*",
+    re.IGNORECASE | re.MULTILINE,
+)
+_PATIENT_LABELS = re.compile(r"^(?:patient|pt|name|full|re)\b", re.IGNORECASE)
+_LIST_LABELS = re.compile(r"^(?:cc|c\.c\.|cop(?:y|ies))", re.IGNORECASE)
+_PHRASE = re.compile(
+    r"\b(?:(?:seen|examined|evaluated|assessed|interviewed|referred|dictated|transcribed|signed"
+    r"|reviewed|verified|interpreted|read|reported|approved|performed|prepared|ordered|requested"
+    r"|accompanied|covered|staffed)(?:[ \t]+and[ \t]+\w+)?[ \t]+by"
+    r"|(?:discussed|spoke|talked|met)[ \t]+(?:with|to)"
+    r"|consulted|paged|called|notified|informed|care[ \t]+of|c/o|under[ \t]+the[ \t]+care[ \t]+of"
+    r"|patient[ \t]+of|(?:thank[ \t]+you[ \t]+for[ \t]+)?referring"
+    r"|(?:his|her|their|the[ \t]+patient's)[ \t]+(?:wife|husband|son|daughter"
+    r"|mother|father|brother|sister|partner|spouse|friend|caregiver|niece|nephew|grandson"
+    r"|granddaughter|neighbor|neighbour|guardian),?|Dear|Hi|Hello)[ \t]+(?=[^\W\d_a-z])"
+)
+_SIGNOFF = re.compile(
+    r"\b(?:Sincerely|Regards|Best[ \t]+regards|Kind[ \t]+regards|Yours[ \t]+(?:truly|sincerely)"
+    r"|Respectfully|Thank[ \t]+you),?[ \t]*\n+[ \t]*(?=[^\W\d_a-z])"
+)
+_FIRST_VERBS = re.compile(
+    r"[ \t]+(?:was|is|has|had|reports|reported|states|stated|denies|denied|presents|presented"
+    r"|returns|returned|says|said|notes|noted|complains|complained|feels|felt|lives|came|went"
+    r"|arrived|called|agrees|agreed|understands|tolerated|underwent|declined|refused)\b"
+)
+_EPONYM_NOUN = re.compile(
+    r"(?:['’]s?)?[ \t-]+(?:disease|syndrome|sign|signs|test|tests|maneuver|manoeuvre|catheter|drain"
+    r"|tube|score|scale|criteria|classification|stage|staging|grade|fracture|lymphoma|sarcoma"
+    r"|tumou?r|cyst|ulcer|esophagus|node|nodes|nodule|reflex|phenomenon|palsy|procedure|operation"
+    r"|repair|incision|position|clamp|clamps|retractor|forceps|scissors|stain|cells?|bodies|body"
+    r"|rosettes?|lines?|murmur|pupil|law|equation|formula|method|technique|approach|criterion"
+    r"|index|triad|pentad|point|space|canal|pouch|ligament|duct|gland|glands|fascia|muscle|nerve"
+    r"|plexus|artery|vein|valve|ring|loop|dressing|suture|needle|blade|mask|monitor|monitoring"
+    r"|anomaly|aneurysm|deformity|contracture|dystrophy|ataxia|chorea|dementia|encephalopathy"
+    r"|neuropathy|neuroma|hernia|diverticulum|erythema|purpura|thyroiditis|arteritis|hypothesis"
+    r"|effect|sphincter|fibers|fibres|bundle|area|wave|waves|block|pattern|complex|curve|shunt"
+    r"|filter|device|pump|balloon|stent|valve|prosthesis|implant|plate|screw|nail|splint|cast"
+    r"|brace|collar|traction|frame|view|views|projection|angle|protein|proteins|units?|solution)\b",
+    re.IGNORECASE,
+)
+#: Capitalised words that follow names in forms and headings and are never part of a name.
+_STOP = frozenset(
+    """
+    md do phd rn np pa pa-c dds dmd mph mba msn bsn lpn cna crna facs facc facp frcp frcs
+    mbbs mrcp dnp od pharmd dpm psyd lcsw ms ma bs ba jr sr ii iii iv date dob mrn age sex
+    gender male female room bed unit admitted discharged admission discharge diagnosis
+    history physician attending referring signed dictated transcribed reviewed
+    electronically phone fax address service department clinic hospital center centre
+    emergency internal medicine cardiology surgery pathology radiology neurology oncology
+    urology orthopedics pediatrics obstetrics gynecology psychiatry dermatology nephrology
+    hematology gastroenterology pulmonology endocrinology anesthesia anesthesiology icu ed
+    er or pacu team staff nursing nurse doctor patient pt mother father son daughter wife
+    husband family friend monday tuesday wednesday thursday friday saturday sunday today
+    tomorrow yesterday the a an and or of in on at to for with by from his her their our
+    this that these those he she they it we you i is was were has had have report note
+    letter summary ecg ekg echo ct mri cxr labs plan assessment impression findings results
+    exam examination procedure indication indications medications medication allergies
+    vitals re subject dear sincerely regards thank thanks hello hi attn cc copy
+    """.split()  # noqa: SIM905
+)
+
+
+_GAP = re.compile(r"[ \t]+|,[ \t]*")
+_BLANKS = re.compile(r"[ \t]+")
+_LIST_SEPARATOR = re.compile(r"[ \t]*(?:,|;|/|&|\band\b)[ \t]*")
+
+
+def _word_at(text: str, pos: int) -> re.Match[str] | None:
+    return _NAME_WORD.match(text, pos)
+
+
+@dataclass(slots=True)
+class _NameRun:
+    start: int
+    end: int
+    words: list[str]
+
+
+def _name_run(text: str, pos: int, *, allow_comma: bool, max_words: int = 4) -> _NameRun | None:
+    """The capitalised name words starting at ``pos`` ("John A. Smith", "SMITH, JOHN")."""
+    words: list[str] = []
+    start = end = pos
+    comma_used = not allow_comma
+    cursor = pos
+    while len(words) < max_words:
+        match = _word_at(text, cursor)
+        if match is None:
+            break
+        word = match.group("word")
+        if not word[0].isupper():
+            break
+        bare = re.sub(r"['’]s$", "", word)
+        if len(bare) > 1 and bare.lower() in _STOP:
+            break
+        if 1 < len(bare) <= 3 and bare.isupper() and not _is_name(bare):
+            break  # an acronym ("ECG", "MD"), not "LEE"
+        if len(bare) > 1 and bare.isupper() and _is_word(bare) and not _is_name(bare):
+            break  # an all-capitals heading word ("HISTORY"), not "SMITH"
+        if not words:
+            start = match.start()
+        words.append(bare)
+        end = match.start("word") + len(bare)
+        if match.group("initial"):
+            if len(bare) > 1:
+                break  # "Smith." ends a sentence
+            end += 1
+            after = _BLANKS.match(text, match.end())
+            spaces = after.end() - after.start() if after is not None else 0
+            following = _word_at(text, match.end() + spaces)
+            if spaces != 1 or (
+                following is not None
+                and _is_word(following.group("word"))
+                and not _is_name(following.group("word"))
+            ):
+                break  # "Dr. F.  Unfortunately", "Dr. X. All questions"
+        cursor = match.end()
+        gap = _GAP.match(text, cursor)
+        if gap is None:
+            break
+        if gap.group().startswith(","):
+            if comma_used:
+                break
+            comma_used = True
+        cursor = gap.end()
+    if not words or all(len(w) == 1 for w in words):
+        return None
+    return _NameRun(start, end, words)
+
+
+def _is_word(token: str) -> bool:
+    return token.lower() in _lexicon().english
+
+
+def _is_name(token: str) -> bool:
+    lex, low = _lexicon(), token.lower()
+    return (
+        low in lex.first_strong
+        or low in lex.last_strong
+        or low in lex.first_common
+        or (low in lex.last_common)
+    )
+
+
+def _name_evidence(words: list[str]) -> bool:
+    """True when a run from a soft context looks like a name rather than ordinary words."""
+    lex = _lexicon()
+    full = [w for w in words if len(w) > 1]
+    for word in full:
+        low = word.lower()
+        if _is_name(low):
+            return True
+        if not _is_word(low) and low not in lex.protected:
+            return True
+    return False
+
+
+def _protected(text: str, run: _NameRun) -> bool:
+    """True for eponyms ("Parkinson disease", "Foley catheter", "Wolff-Parkinson-White")."""
+    lex = _lexicon()
+    if _EPONYM_NOUN.match(text, run.end):
+        return True
+    parts = [p.lower() for w in run.words if len(w) > 1 for p in w.split("-")]
+    return bool(parts) and all(p in lex.protected for p in parts)
+
+
+def _names(text: str, pseudonym: str | None) -> list[_Span]:
+    lex = _lexicon()
+    found: list[tuple[_NameRun, bool]] = []  # (run, is the patient)
+
+    for match in _TITLE.finditer(text):
+        run = _name_run(text, match.end(), allow_comma=False, max_words=3)
+        if run is not None and not _EPONYM_NOUN.match(text, run.end):
+            found.append((run, match.group("title").lower() in _PATIENT_TITLES))
+
+    for match in _LABEL.finditer(text):
+        label = match.group("label")
+        is_list = bool(_LIST_LABELS.match(label))
+        cursor = match.end()
+        while True:
+            title = _TITLE.match(text, cursor)
+            if title is not None:
+                cursor = title.end()
+            run = _name_run(text, cursor, allow_comma=not is_list)
+            if run is None or not (title or _name_evidence(run.words)) or _protected(text, run):
+                break
+            found.append((run, bool(_PATIENT_LABELS.match(label))))
+            if not is_list:
+                break
+            sep = _LIST_SEPARATOR.match(text, run.end)
+            if sep is None:
+                break
+            cursor = sep.end()
+            while cursor < len(text) and text[cursor] in ",.":
+                cursor += 1
+
+    for pattern in (_PHRASE, _SIGNOFF):
+        for match in pattern.finditer(text):
+            if _TITLE.match(text, match.end()):
+                continue
+            run = _name_run(text, match.end(), allow_comma=False, max_words=3)
+            if run is not None and _name_evidence(run.words) and not _protected(text, run):
+                found.append((run, False))
+
+    for match in re.finditer(r"(?<![\w.'’-])(?=[^\W\d_a-z])", text):
+        run = _name_run(text, match.start(), allow_comma=True, max_words=4)
+        if run is None or len(run.words) < 1:
+            continue
+        words = run.words
+        first = words[0].lower()
+        if len(words) >= 2 and "," in text[run.start : run.end]:
+            # "Smith, John": both unambiguous gazetteer names
+            if (
+                first in lex.last_strong
+                and words[1].lower() in lex.first_strong
+                and not _protected(text, run)
+            ):
+                found.append((run, False))
+            continue
+        if len(words) >= 2:
+            last = words[-1]
+            if first not in lex.first_strong and first not in lex.first_weak:
+                continue
+            last_low = last.lower()
+            strong = first in lex.first_strong or first in lex.first_common
+            if not strong and _sentence_start(text, run.start):
+                continue  # "See Denver II", "Will Rogers" at a sentence start
+            if len(last) == 1 or (last_low in lex.protected and not strong):
+                continue  # "Austin Flint", "See Denver"
+            if last_low in lex.protected and first in lex.protected:
+                continue  # "Homer Wright", "Marcus Gunn"
+            if len({w.isupper() for w in words if len(w) > 1}) > 1:
+                continue  # "ASA Diazepam": an acronym next to a word
+            if len(last) == 2 and last_low not in lex.last_strong:
+                continue
+            if any(len(w) == 2 for w in words[1:-1]):
+                continue  # "Ta Nx Mx" (a TNM stage)
+            if strong:
+                good_last = (
+                    last_low in lex.last_strong
+                    or last_low in lex.last_weak
+                    or last_low in lex.first_strong
+                    or not _is_word(last_low)
+                )
+            else:
+                good_last = last_low in lex.last_strong or last_low in lex.last_common
+            if good_last and not _protected(text, run):
+                found.append((run, False))
+        elif first in lex.first_strong and _FIRST_VERBS.match(text, run.end):
+            before = re.search(r"(\S+)[ \t]+$", text[max(0, run.start - 40) : run.start])
+            if (
+                before is not None
+                and before.group(1)[0].isupper()
+                and before.group(1)[-1] not in ".:"
+            ):
+                continue  # "Bard Parker was used": part of a longer capitalised phrase
+            if not _protected(text, run) and not words[0].isupper():
+                found.append((run, False))
+
+    spans: list[_Span] = []
+    patient_words: set[str] = set()
+    other_words: set[str] = set()
+    for run, is_patient in found:
+        replacement = pseudonym if (is_patient and pseudonym) else "[NAME]"
+        spans.append(_Span(run.start, run.end, "NAME", replacement))
+        for word in run.words:
+            if len(word) >= 3:
+                (patient_words if is_patient else other_words).add(word)
+    spans += _propagate(text, patient_words, pseudonym or "[NAME]")
+    spans += _propagate(text, other_words - patient_words, "[NAME]")
+    return spans
+
+
+def _propagate(text: str, words: set[str], replacement: str) -> Iterator[_Span]:
+    """Other mentions of a name already found ("Mr. Okafor ... Okafor reports"). A name that is
+    also a word ("Young", "Will") is only taken mid-sentence, where a capital marks a name."""
+    if not words:
+        return
+    variants = sorted({v for w in words for v in (w, w.upper(), w.capitalize())}, key=len)
+    pattern = re.compile(
+        r"(?<![\w'’-])(?:" + "|".join(map(re.escape, reversed(variants))) + r")(?![\w-])"
+    )
+    for match in pattern.finditer(text):
+        if _EPONYM_NOUN.match(text, match.end()):
+            continue
+        if (
+            _is_word(match.group())
+            and _sentence_start(text, match.start())
+            and not _FIRST_VERBS.match(text, match.end())
+        ):
+            continue
+        yield _Span(match.start(), match.end(), "NAME", replacement)
+
+
+def _sentence_start(text: str, pos: int) -> bool:
+    before = text[max(0, pos - 200) : pos].rstrip()
+    return not before or before[-1] in ".!?:;\n\"'([-*#" or before.endswith("\n")
+
+
+# -- the scrubber ------------------------------------------------------------------------------
+
+_DETECTORS: tuple[Callable[[str], list[_Span]], ...] = (
+    lambda t: _simple(_EMAIL, "EMAIL", t),
+    lambda t: _simple(_URL, "URL", t),
+    lambda t: _simple(_IPV4, "IP", t) + _simple(_IPV6, "IP", t),
+    _ids,
+    _phones,
+    _ages,
+    _addresses,
+)
+
+
+def scrub_text(
+    text: str, *, date_shift_days: int, pseudonym: str | None = None
+) -> tuple[str, tuple[PhiReplacement, ...]]:
+    """Replace PHI in ``text``; return the new text and what was replaced, with offsets into the
+    ORIGINAL text.
+
+    Names become "[NAME]" (the patient's, when recognised by "Patient:" or Mr/Mrs/Ms, become
+    ``pseudonym`` if given), dates are shifted by ``date_shift_days`` in their own format, ages
+    over 89 become "90+", other PHI a category tag ("[ID]", "[PHONE]", "[ADDRESS]", "[EMAIL]",
+    "[URL]", "[IP]")."""
+    spans: list[_Span] = []
+    for detect in _DETECTORS:
+        spans += detect(text)
+    spans += _dates(text, date_shift_days)
+    spans += _names(text, pseudonym)
+    chosen = _resolve(spans, len(text))
+    pieces: list[str] = []
+    cursor = 0
+    for span in chosen:
+        pieces.append(text[cursor : span.start])
+        pieces.append(span.replacement)
+        cursor = span.end
+    pieces.append(text[cursor:])
+    replacements = tuple(
+        PhiReplacement(span.start, span.end, span.category, span.replacement) for span in chosen
+    )
+    return "".join(pieces), replacements

@@ -26,7 +26,10 @@ def register(commands: Any) -> None:
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="files to read")
     parser.add_argument("--json", action="store_true", help="print one JSON array")
     parser.add_argument(
-        "--timeout", type=float, default=None, help="seconds allowed per file (default 10)"
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds allowed per file (default: the read_timeout_s setting, 10)",
     )
     parser.set_defaults(handler=_inspect)
 
@@ -35,10 +38,9 @@ def _inspect(settings: Settings, args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from clinic_app.domain.errors import InputError
-    from clinic_app.io.limits import DEFAULT_LIMITS
-    from clinic_app.services.ingest import inspect_files
+    from clinic_app.services.ingest import inspect_files, read_limits
 
-    limits = DEFAULT_LIMITS
+    limits = read_limits(settings)
     if args.timeout is not None:
         if not 0 < args.timeout <= 3600:
             raise InputError("--timeout must be between 0 and 3600 seconds.")

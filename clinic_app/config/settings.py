@@ -31,6 +31,7 @@ ENV_MODEL_BUNDLE = "CLINICFUSION_MODEL_BUNDLE"
 ENV_LOG_LEVEL = "CLINICFUSION_LOG_LEVEL"
 ENV_KEYS_DIR = "CLINICFUSION_KEYS_DIR"
 ENV_DB_ENCRYPTION = "CLINICFUSION_DB_ENCRYPTION"
+ENV_READ_TIMEOUT = "CLINICFUSION_READ_TIMEOUT_S"
 
 
 def default_data_dir() -> Path:
@@ -56,6 +57,9 @@ class Settings:
     keys_dir: Path = field(default_factory=default_keys_dir)
     settings_file: Path | None = field(default=None, compare=False)
     encryption: str = "none"
+    #: Seconds and memory a child process gets to read one file from outside (io.sandbox).
+    read_timeout_s: float = 10.0
+    read_memory_mb: int = 2048
 
     @property
     def logs_dir(self) -> Path:
@@ -105,11 +109,13 @@ def _read_settings_file(path: Path) -> dict[str, object]:
     except OSError as exc:
         raise ConfigError(f"The settings file {path} cannot be read ({exc.strerror}).") from exc
 
-    allowed: dict[str, type] = {
+    allowed: dict[str, type | tuple[type, ...]] = {
         "database_url": str,
         "model_bundle": str,
         "log_level": str,
         "encryption": str,
+        "read_timeout_s": (int, float),
+        "read_memory_mb": int,
     }
     for key, value in raw.items():
         if key not in allowed:
@@ -117,10 +123,9 @@ def _read_settings_file(path: Path) -> dict[str, object]:
                 f"The settings file {path} has an unknown setting '{key}'.",
                 hint=f"Known settings: {', '.join(sorted(allowed))}.",
             )
-        if not isinstance(value, allowed[key]):
-            raise ConfigError(
-                f"The setting '{key}' in {path} must be text in quotes, not {value!r}."
-            )
+        if not isinstance(value, allowed[key]) or isinstance(value, bool):
+            kind = "text in quotes" if allowed[key] is str else "a number"
+            raise ConfigError(f"The setting '{key}' in {path} must be {kind}, not {value!r}.")
     return raw
 
 
@@ -201,6 +206,16 @@ def load_settings(
         encryption = "none"
 
     keys_dir = Path(env[ENV_KEYS_DIR]) if env.get(ENV_KEYS_DIR, "").strip() else default_keys_dir()
+    read_timeout = _check_range(
+        env.get(ENV_READ_TIMEOUT) or from_file.get("read_timeout_s", 10.0),
+        "read_timeout_s",
+        ENV_READ_TIMEOUT if env.get(ENV_READ_TIMEOUT) else str(settings_file),
+        1.0,
+        600.0,
+    )
+    read_memory = _check_range(
+        from_file.get("read_memory_mb", 2048), "read_memory_mb", str(settings_file), 256, 65536
+    )
     return Settings(
         data_dir=root,
         keys_dir=keys_dir.expanduser().resolve(),
@@ -209,7 +224,22 @@ def load_settings(
         log_level=level,
         settings_file=settings_file if from_file else None,
         encryption=encryption,
+        read_timeout_s=read_timeout,
+        read_memory_mb=int(read_memory),
     )
+
+
+def _check_range(value: object, name: str, source: str, low: float, high: float) -> float:
+    try:
+        number = float(str(value))
+    except ValueError:
+        raise ConfigError(f"The setting '{name}' from {source} must be a number.") from None
+    if not low <= number <= high:
+        raise ConfigError(
+            f"The setting '{name}' from {source} is {number:g}; it must be between "
+            f"{low:g} and {high:g}."
+        )
+    return number
 
 
 def ensure_data_dirs(settings: Settings) -> None:

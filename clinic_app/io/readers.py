@@ -87,14 +87,22 @@ def kind_of(loaded: LoadedInput) -> InputKind:
 
 
 def wfdb_header_for(path: Path) -> Path | None:
-    """The ``.hea`` header of a WFDB record, given the header or one of the record's files."""
+    """The ``.hea`` header of a WFDB record, given the header or one of the record's files
+    (a signal file the header names, or an annotation file of the record)."""
     if path.suffix.lower() == ".hea":
         return path
+    header = path.with_suffix(".hea")
+    if not header.is_file() or header == path:
+        return None
     if path.suffix.lower() in WFDB_SIGNAL_SUFFIXES:
-        header = path.with_suffix(".hea")
-        if header.is_file():
-            return header
-    return None
+        return header
+    try:
+        with header.open("rb") as handle:
+            text = handle.read(64 * 1024).decode("latin-1")
+    except OSError:
+        return None
+    named = {line.split()[0] for line in text.splitlines() if line.strip() and line[0] != "#"}
+    return header if path.name in named else None
 
 
 def sniff(path: Path) -> FileFormat:

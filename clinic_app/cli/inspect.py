@@ -96,7 +96,9 @@ def one_line(summary: dict[str, Any]) -> str:
     if summary["levels"] > 1:
         text += f", {summary['levels']} levels"
     if summary.get("microns_per_pixel"):
-        text += f", {summary['microns_per_pixel'][0]:.3g} µm/px"
-    if summary.get("associated_images"):
-        text += f", carries {', '.join(summary['associated_images'])} (never stored)"
+        microns = summary["microns_per_pixel"][0]
+        text += f", {microns:.3g} µm/px" if microns < 100 else f", {microns / 1000:.3g} mm/px"
+    identifying = [n for n in summary.get("associated_images", []) if n in ("label", "macro")]
+    if identifying:
+        text += f", carries {' and '.join(identifying)} images (never stored)"
     return text

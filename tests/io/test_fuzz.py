@@ -35,5 +35,6 @@ def test_mutated_files_fail_cleanly(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_two_thousand_mutations(tmp_path: Path) -> None:
     _campaign(tmp_path, 2000, seed=int(os.environ.get("CF_FUZZ_SEED", "2026")))

@@ -169,15 +169,18 @@ def _read_dicom(path: Path, limits: ReadLimits) -> LoadedInput:
 
 def dicom_sop_class(path: Path) -> str:
     """The SOP Class UID from the file's header (pixel data is not read)."""
-    from pydicom.errors import InvalidDicomError
-
     try:
         dataset = open_dataset(
             path, stop_before_pixels=True, specific_tags=["SOPClassUID"], force=True
         )
-    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"{path.name} is not a readable DICOM file ({exc}).") from exc
-    return str(dataset.get("SOPClassUID", ""))
+        return str(dataset.get("SOPClassUID", ""))
+    except InputError:
+        raise
+    except Exception as exc:  # the boundary: pydicom raises many kinds on a damaged header
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise InputError(
+            f"{path.name} is not a readable DICOM file: its header is damaged ({reason})."
+        ) from exc
 
 
 def _read_image(path: Path, file_format: FileFormat, limits: ReadLimits) -> LoadedImage:

@@ -1,14 +1,17 @@
 """Rule-based removal of protected health information (PHI) from note text and WFDB comments.
 
-Offline and explainable: regular expressions for dates, ages over 89, record numbers, phone
-numbers, addresses, e-mail, URLs and IP addresses, and for person names explicit contexts
-(titles, "Patient:", "seen by", "Dear", signatures) plus gazetteers (US Census given names and
-surnames, an English word list to tell names from words, a list of medical eponyms that are not
-people). Dates are shifted by a per-patient number of days keeping their written format, so
-intervals between dates survive; everything else becomes a category tag ("[NAME]", "[ID]").
+Offline and explainable: regular expressions for dates, ages over 89, record numbers (labelled,
+or any letter-digit token with five or more digits), phone numbers (North American, "+" and
+trunk-0 international), addresses, e-mail, URLs and IP addresses. Person names come from explicit
+contexts (titles, labels, relation words such as "son", "d/w", "per"), gazetteers (US Census
+given names and surnames), and, with no context, from capitalised words that are neither English
+words (SCOWL) nor medical vocabulary (a drug list, MTSamples words, medical endings): in clinical
+text such a word is nearly always a name. Dates are shifted by a per-patient number of days
+keeping their written format, so intervals between dates survive; everything else becomes a
+category tag ("[NAME]", "[ID]").
 
-Limits: English only; a name with no context and not in the gazetteers (a lone "Okonkwo") is
-missed; the figures measured on the planted-PHI test set are in the README.
+Limits: English only; a name that is also an English word or a drug name with no context
+("Hope", "Allegra") is missed, and a rare device or place name may be taken for a name.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class _Lexicon:
     last_common: frozenset[str]  # the most frequent surnames ("Smith", "Brown")
     english: frozenset[str]
     protected: frozenset[str]
+    medical: frozenset[str]  # drug names, clinical vocabulary, nationalities: never names
 
 
 def _read_list(name: str) -> list[str]:
@@ -75,6 +79,7 @@ def _lexicon() -> _Lexicon:
         last_common=frozenset(n.lstrip("~").lower() for n in lasts[:300]),
         english=frozenset(_read_list("english_words.txt.gz")),
         protected=frozenset(_read_list("protected_terms.txt")),
+        medical=frozenset(_read_list("medical_terms.txt.gz")),
     )
 
 
@@ -188,6 +193,24 @@ _ID_LABELLED = re.compile(
 )
 _LONG_NUMBER = re.compile(r"(?<![\w.,/-])(?:[A-Z]{1,3}-?)?\d{7,}(?![\w/-]|[.,]\d)")
 _HASH_NUMBER = re.compile(r"(?<![\w#])#\s?(?P<value>\d{5,})(?!\w)")
+#: Labels that name a record number only when a number with 4+ digits follows ("Case 15-SP-7532",
+#: "Rx# ORD217434", "ref ORD755968"); alone they are ordinary words ("order 500 mg").
+_ID_WEAK_LABELLED = re.compile(
+    r"\b(?:case|rx|enc|encounter|order|ord|ref|reference|member|req|requisition|job|sample"
+    r"|specimen|slide|block|episode|referral|auth(?:ori[sz]ation)?|claim|ticket|report|file"
+    r"|booking|confirmation|invoice|receipt|kit|barcode|tube|container|voucher|registration)"
+    r"\b\.?[ \t]*(?:number|no\.?|num|id|#)?[ \t]*[:#=]?[ \t]*"
+    r"(?P<value>[A-Za-z0-9][A-Za-z0-9/-]*(?:[ ]\d{2,}){0,3})",
+    re.IGNORECASE,
+)
+#: Any token of letters, digits, "-" and "/": one with a letter and 5+ digits, or digit groups
+#: with 7+ digits, is a record number ("LV431654", "H18/47041", "(015-239-759)").
+_TOKEN = re.compile(r"(?<![\w/.-])[A-Za-z0-9][A-Za-z0-9/-]*")
+_UNIT_NUMBER = re.compile(
+    r"\d+(?:mg|mcg|ug|g|kg|ml|l|iu|u|units?|mm|cm|m|ms|hz|khz|mhz|k|mmhg|meq|mmol|pg|ng|cc|bpm)",
+    re.IGNORECASE,
+)
+_YEAR_RANGE = re.compile(r"(?:19|20)\d\d(?:[-/](?:19|20)\d\d)+")
 
 
 def _simple(
@@ -205,6 +228,12 @@ def _ids(text: str) -> list[_Span]:
     spans = _simple(_SSN, "ID", text)
     for match in _ID_LABELLED.finditer(text):
         value = match.group("value")
+        if (
+            match.group().startswith("ID")
+            and re.fullmatch(r"\d{5}(?:-\d{4})?", value)
+            and re.search(r"[A-Za-z],[ ]?$", text[max(0, match.start() - 40) : match.start()])
+        ):
+            continue  # the state Idaho before a ZIP code ("Boise, ID 83702")
         digits = sum(ch.isdigit() for ch in value)
         if digits < 2 or len(value) < 3:
             continue
@@ -213,11 +242,51 @@ def _ids(text: str) -> list[_Span]:
         spans.append(_Span(start, start + len(trimmed), "ID", "[ID]"))
     spans += _simple(_LONG_NUMBER, "ID", text)
     spans += _simple(_HASH_NUMBER, "ID", text, "value")
+    for match in _ID_WEAK_LABELLED.finditer(text):
+        value = match.group("value").rstrip(".-/")
+        if sum(ch.isdigit() for ch in value) >= 4 and not _UNIT_NUMBER.fullmatch(value):
+            start = match.start("value")
+            spans.append(_Span(start, start + len(value), "ID", "[ID]"))
     return spans
+
+
+def _token_ids(text: str) -> list[_Span]:
+    """Unlabelled record numbers: mixed letter-digit tokens with 5+ digits, long digit groups."""
+    spans = []
+    for match in _TOKEN.finditer(text):
+        token = match.group().rstrip("-/")
+        digits = sum(ch.isdigit() for ch in token)
+        letters = sum(ch.isalpha() for ch in token)
+        if letters:
+            keep = (
+                digits >= 5
+                and not _UNIT_NUMBER.fullmatch(token)
+                and not re.fullmatch(r"[A-Za-z]{1,5}\d{2,3}/\d{2,3}", token)  # "BP117/72"
+            )
+        else:
+            groups = re.split(r"[-/]", token)
+            keep = (
+                digits >= 7
+                and len(groups) >= 2
+                and max(map(len, groups)) >= 3
+                and not _YEAR_RANGE.fullmatch(token)
+            )
+        if keep:
+            spans.append(_Span(match.start(), match.start() + len(token), "ID", "[ID]"))
+    return spans
+
+
+#: National numbers with a trunk 0 (UK "07828 494873", "020 7946 0958", "(0161) 496 0000").
+_PHONE_TRUNK = re.compile(
+    r"(?<![\w/.+-])(?:\(0\d{2,4}\)|0\d{2,4})[ -]?\d{3,4}[ -]?\d{3,4}(?![\w/-]|\.\d)"
+)
 
 
 def _phones(text: str) -> list[_Span]:
     spans = _simple(_PHONE, "PHONE", text) + _simple(_PHONE_LABELLED, "PHONE", text, "value")
+    for match in _PHONE_TRUNK.finditer(text):
+        if 10 <= sum(ch.isdigit() for ch in match.group()) <= 11:
+            spans.append(_Span(match.start(), match.end(), "PHONE", "[PHONE]"))
     for match in _PHONE_INTL.finditer(text):
         if 8 <= sum(ch.isdigit() for ch in match.group()) <= 15:
             spans.append(_Span(match.start(), match.end(), "PHONE", "[PHONE]"))
@@ -268,6 +337,12 @@ _DATE_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
         # March 2021 / Mar 2021 / 03/2021
         rf"\b{_MONTH}(?P<sep>,?\s+){_YEAR4}{_E}",
         rf"{_B}(?P<mnum>[01]?\d)/{_YEAR4}{_E}",
+        # 25JUN2021, 3Mar21 (ddMONyyyy)
+        rf"{_B}{_DAY}(?P<s>){_MONTH}{_YEAR}{_E}",
+        # a bare month/day after a word that announces a date: "see 8/15", "Collected: 3/2"
+        r"\b(?P<pre>(?:see|seen|on|collected|received|dated|since|until|till|from|admitted"
+        r"|discharged|scheduled|due|next|last|by|before|after)[:]?[ \t]+)"
+        r"(?P<mnum>[01]?\d)/(?P<day>[0-3]?\d)(?![\w/]|\.\d|[ \t]*(?:of|tabs?|tablets?|dose))",
     )
 )
 #: Lowercase month abbreviations that are ordinary words ("may", "mar").
@@ -385,7 +460,8 @@ def _dates(text: str, days: int) -> list[_Span]:
         for match in pattern.finditer(text):
             shifted = _shift_date(match, days)
             if shifted is not None and shifted != match.group():
-                spans.append(_Span(match.start(), match.end(), "DATE", shifted))
+                skip = len(match.group("pre")) if "pre" in pattern.groupindex else 0
+                spans.append(_Span(match.start() + skip, match.end(), "DATE", shifted[skip:]))
     return spans
 
 
@@ -428,7 +504,7 @@ _SUFFIX = (
     r"|Ter|Circle|Cir|Highway|Hwy|Parkway|Pkwy|Square|Sq|Trail|Trl|Alley|Row|Crescent|Close|Grove"
     r"|Pike|Plaza|Loop|Run|Path|Walk|Gardens|Mews|Heights"
 )
-_CAP = r"[A-Z][A-Za-z'.-]*"
+_CAP = r"[A-Z](?:[^\W\d_]|['.-])*"
 _CITY = rf"{_CAP}(?:[ ]{_CAP}){{0,2}}"
 _STREET = re.compile(
     rf"\b\d{{1,6}}[A-Z]?[ ](?:[NSEW]\.?[ ]|North[ ]|South[ ]|East[ ]|West[ ])?"
@@ -442,6 +518,17 @@ _ZIP_LABELLED = re.compile(
     r"\b(?:zip|postal|post)\s*(?:code)?\s*[:#]?\s*(?P<value>\d{5}(?:-\d{4})?|[A-Z]\d[A-Z]\s?\d[A-Z]\d)",
     re.IGNORECASE,
 )
+#: Streets whose type comes first ("Calle de Alcala", "Rue du Bac"), numbered roads, units.
+_STREET_PREFIXED = re.compile(
+    r"\b\d{1,6}[A-Z]?,?[ ](?:Calle|Carrer|Avenida|Av\.|Rua|Rue|Via|Viale|Piazza|Strada|Camino"
+    r"|Paseo|Plaza|Ulica|ul\.|Boulevard|Chemin|Allee|Estrada|Travessa)"
+    rf"(?:[ ](?:de|del|la|las|los|da|das|do|dos|du|des|di|della|le){{1,2}})?(?:[ ]{_CAP}){{1,3}}"
+)
+_NUMBERED_ROAD = re.compile(
+    r"\b(?:(?:\d{1,6}[ ])?(?:County|State|Farm|Rural|US|U\.S\.|Interstate)[ ]"
+    r"(?:Road|Rd|Route|Rte|Highway|Hwy)|Route|Highway|Hwy|Rural[ ]Route)[ ]\d{1,4}[A-Z]?\b"
+)
+_UNIT = re.compile(r"\b(?:Apt|Apartment|Flat|Suite|Ste)\.?[ ]?#?\d{1,5}[A-Za-z]?\b")
 _PO_BOX = re.compile(r"\bP\.?\s?O\.?\s*Box\s+\d+", re.IGNORECASE)
 _ADDRESS_LABELLED = re.compile(
     r"\b(?:(?:home|mailing|street|current|permanent)\s+)?(?:address|residence)\s*:[ \t]*"
@@ -513,6 +600,9 @@ def _addresses(text: str) -> list[_Span]:
     spans += _simple(_STATE_ZIP, "ADDRESS", text)
     spans += _simple(_ZIP_LABELLED, "ADDRESS", text, "value")
     spans += _simple(_PO_BOX, "ADDRESS", text)
+    spans += _simple(_STREET_PREFIXED, "ADDRESS", text)
+    spans += _simple(_NUMBERED_ROAD, "ADDRESS", text)
+    spans += _simple(_UNIT, "ADDRESS", text)
     spans += [  # "moved to RV outflow tract" is not a place
         s for s in _simple(_LIVES_IN, "ADDRESS", text, "value") if len(text[s.start : s.end]) > 3
     ]
@@ -523,6 +613,8 @@ def _addresses(text: str) -> list[_Span]:
                 start = match.start("value")
                 spans.append(_Span(start, start + len(value), "ADDRESS", "[ADDRESS]"))
     for match in _INSTITUTION.finditer(text):
+        if _EPONYM_NOUN.match(text, match.end()):
+            continue  # "King's College criteria", "Mayo Clinic classification"
         words = match.group().split()
         while words and words[0].lower().rstrip(".") in _GENERIC_PLACE_WORDS:
             words.pop(0)
@@ -557,7 +649,13 @@ _TITLE = re.compile(
 )
 _PATIENT_TITLES = frozenset({"mr", "mrs", "ms", "miss", "mx", "madam", "sir"})
 _LABEL = re.compile(
-    r"(?:^|(?<=[\n;|.]))[ \t]*(?P<label>(?:patient(?:'s)?|pt)(?:[ \t]+(?:full[ \t]+)?name)?|name"
+    r"(?:^|(?<=[\n;|.,(\t])|(?<=[ ]))[ \t]*"
+    r"(?P<label>(?:patient(?:'s)?|pt)(?:[ \t]+(?:full[ \t]+)?name)?"
+    r"|name|caller|reported|reporter|witness(?:ed[ \t]+by)?|chaperone|translator|scribe|registrar"
+    r"|(?:confirmed|submitted|entered|completed|recorded|cosigned|co-signed|received|sent|seen"
+    r"|referred|attended|supervised|authori[sz]ed|released|addendum|amended|edited|taken)[ \t]+by"
+    r"|gp|clinician|practitioner|dietitian|dietician|physiotherapist|surrogate|proxy|poa|hcp"
+    r"|subscriber|guarantor|insured|relative|carer|client|supervisor|staff|on[ \t]+call"
     r"|full[ \t]+name|attending(?:[ \t]+(?:physician|doctor|surgeon))?|physician|surgeon"
     r"|assistant|co-?surgeon|anesthesiologist|anesthetist|anaesthetist|pathologist|radiologist"
     r"|cardiologist|resident|fellow|intern|nurse|rn|provider|pcp|primary[ \t]+care(?:[ \t]+"
@@ -581,6 +679,15 @@ _PHRASE = re.compile(
     r"|accompanied|covered|staffed)(?:[ \t]+and[ \t]+\w+)?[ \t]+by"
     r"|(?:discussed|spoke|talked|met)[ \t]+(?:with|to)"
     r"|consulted|paged|called|notified|informed|care[ \t]+of|c/o|under[ \t]+the[ \t]+care[ \t]+of"
+    r"|(?:submitted|confirmed|assisted|accompanied|supervised|witnessed|co-?signed|signed[ \t]+off"
+    r"|attended|contacted|phoned|visited|collected|brought[ \t]+in)[ \t]+by|d/w|f/u(?:[ \t]+with)?"
+    r"|w/|per|assist|assisted|with[ \t]+(?:her|his|their)[ \t]+\w+|[Pp]atient|[Pp]t\.?"
+    r"|(?:[Ss]on|[Dd]aughter|[Ww]ife|[Hh]usband|[Mm]other|[Ff]ather|[Bb]rother|[Ss]ister|[Pp]artner"
+    r"|[Ss]pouse|[Ff]riend|[Cc]aregiver|[Cc]arer|[Nn]iece|[Nn]ephew|[Aa]unt|[Uu]ncle|[Cc]ousin"
+    r"|[Gg]rand(?:son|daughter|mother|father|child)|[Nn]eighbou?r|[Gg]uardian|[Ff]ianc[eé]e?"
+    r"|[Bb]oyfriend|[Gg]irlfriend|[Ss]tep(?:son|daughter|mother|father)|[Rr]oommate|[Ll]andlord"
+    r"|[Ee]mployer|[Cc]olleague|[Mm]um|[Mm]om|[Dd]ad|[Cc]ontact|[Ii]nterpreter)"
+    r"(?:[ \t]*\([^()\n]{1,20}\))?,?"
     r"|patient[ \t]+of|(?:thank[ \t]+you[ \t]+for[ \t]+)?referring"
     r"|(?:his|her|their|the[ \t]+patient's)[ \t]+(?:wife|husband|son|daughter"
     r"|mother|father|brother|sister|partner|spouse|friend|caregiver|niece|nephew|grandson"
@@ -653,20 +760,27 @@ def _name_run(text: str, pos: int, *, allow_comma: bool, max_words: int = 4) -> 
     words: list[str] = []
     start = end = pos
     comma_used = not allow_comma
+    after_comma = False
     cursor = pos
     while len(words) < max_words:
         match = _word_at(text, cursor)
         if match is None:
             break
         word = match.group("word")
-        if not word[0].isupper():
-            break
+        if not word[0].isupper() or (words and text.startswith(":", match.end())):
+            break  # "Caller: Ann Lee   Witness: ..." stops before the next label
         bare = re.sub(r"['’]s$", "", word)
         if len(bare) > 1 and bare.lower() in _STOP:
             break
         if 1 < len(bare) <= 3 and bare.isupper() and not _is_name(bare):
             break  # an acronym ("ECG", "MD"), not "LEE"
-        if len(bare) > 1 and bare.isupper() and _is_word(bare) and not _is_name(bare):
+        if (
+            len(bare) > 1
+            and bare.isupper()
+            and _is_word(bare)
+            and not _is_name(bare)
+            and not (after_comma and _kind(bare) == "weak")  # "SMITH, HOPE"
+        ):
             break  # an all-capitals heading word ("HISTORY"), not "SMITH"
         if not words:
             start = match.start()
@@ -689,10 +803,18 @@ def _name_run(text: str, pos: int, *, allow_comma: bool, max_words: int = 4) -> 
         gap = _GAP.match(text, cursor)
         if gap is None:
             break
+        if gap.group().startswith(("  ", "\t")):
+            break  # a column gap: what follows is the next field ("Ann Lee   Read by: ...")
         if gap.group().startswith(","):
             if comma_used:
                 break
+            following = _word_at(text, gap.end())
+            if following is None or not (
+                len(following.group("word")) == 1 or _name_like(following.group("word"))
+            ):
+                break  # "To: Mary Wood, Zosyn clinic": a drug is not a given name
             comma_used = True
+        after_comma = gap.group().startswith(",")
         cursor = gap.end()
     if not words or all(len(w) == 1 for w in words):
         return None
@@ -715,15 +837,162 @@ def _is_name(token: str) -> bool:
 
 def _name_evidence(words: list[str]) -> bool:
     """True when a run from a soft context looks like a name rather than ordinary words."""
+    return any(_is_name(w) or _kind(w) != "vocab" for w in words if len(w) > 1)
+
+
+#: Endings of medical words that are not names ("Brachytherapy", "Leukemic", "Cystopyelogram").
+_MEDICAL_SUFFIX = re.compile(
+    r"..(?:ectomy|ectomies|otomy|ostomy|plasty|scopy|scopic|graphy|graphic|grams?|itis|osis|emia"
+    r"|aemia|pathy|therapy|ology|ological|ologist|algia|trophy|plegia|penia|uria|genic"
+    r"|lytic|ectasis|megaly|neural|cardial|vascular|cellular|mural|emic|aemic|otic|tomy|pexy"
+    r"|rrhea|rrhoea|rrhage|plasia|plastic|trophic|tropic|cyte|cytes|cytic|coccus|cocci|bacter"
+    r"|mycin|cillin|azole|olol|pril|sartan|statin|dipine|tidine|prazole|zepam|oxacin|cycline"
+    r"|mab|nib|vir|afil|parin|ase|ases|emic|aemic|etic|atic)$"
+)
+
+
+def _kind(word: str) -> str:
+    """How a word reads: "name" (gazetteer, not a word), "weak" (a name that is also a word),
+    "unknown" (neither a word, a medical term nor a name), "vocab" (a word or a medical term)."""
     lex = _lexicon()
-    full = [w for w in words if len(w) > 1]
-    for word in full:
-        low = word.lower()
-        if _is_name(low):
-            return True
-        if not _is_word(low) and low not in lex.protected:
-            return True
-    return False
+    bare = re.sub(r"['’]s$", "", word)
+    bare = re.sub(r"^[OoDd]['’](?=[^\W\d_]{2})", "", bare)
+    parts = [p.lower() for p in bare.split("-") if len(p) > 2 or (len(p) == 2 and p[1].islower())]
+    if not parts:
+        return "vocab"
+    kinds = []
+    for low in parts:
+        gazetteer = low in lex.first_strong or low in lex.last_strong
+        if (
+            low in lex.protected
+            or low in lex.medical
+            or low in _STOP
+            or (not gazetteer and _MEDICAL_SUFFIX.search(low))
+        ):
+            return "vocab"
+        if low in lex.first_strong or low in lex.last_strong:
+            kinds.append("name")
+        elif low in lex.first_weak or low in lex.last_weak:
+            kinds.append("weak")
+        elif low in lex.english:
+            kinds.append("vocab")
+        else:
+            kinds.append("unknown")
+    for kind in ("unknown", "name", "weak"):
+        if kind in kinds:
+            return kind  # "Smith-Okafor": one name part makes a hyphenated word a name
+    return "vocab"
+
+
+def _name_like(word: str) -> bool:
+    return len(word) > 1 and _kind(word) != "vocab"
+
+
+_WORD_TOKEN = re.compile(r"(?<![\w'’-])[^\W\d_]+(?:['’-][^\W\d_]+)*(?![\w])")
+_INITIAL_NAME = re.compile(
+    r"(?<![\w.'’-])(?P<initials>(?:[A-Z]\.[ ]?){1,2})(?P<word>[A-Z][^\W\d_]+(?:['’-][^\W\d_]+)*)"
+    r"(?![\w])"
+)
+_NAME_PREFIX = re.compile(r"^(?:Mc|Mac|O['’]|D['’]|De|Di|Da|Du|La|Le|Van|Von|Al-|El-|Abu|Ben)")
+
+
+def _style(word: str) -> str:
+    """ "title" ("Okafor", "McNeil", "Al-Sayed"), "upper" ("OKAFOR"), "lower", or "other"."""
+    if word.isupper():
+        return "upper" if len(word) > 1 else "other"
+    if word.islower():
+        return "lower"
+    capitals = sum(ch.isupper() for ch in word)
+    capitals -= word.count("-") + (1 if _NAME_PREFIX.match(word) else 0)
+    return "title" if word[0].isupper() and capitals <= 1 else "other"
+
+
+def _free_names(text: str) -> list[_NameRun]:
+    """Names with no title or label: capitalised words that are neither English words nor
+    medical terms ("Okonkwo", "Nguyen Thi Lan"), with the name words around them; all-capital
+    pairs ("OKAFOR, CHIDINMA"); lower-case given name + surname ("pt robert jackson")."""
+    tokens = [(m.start(), m.end(), m.group()) for m in _WORD_TOKEN.finditer(text)]
+    count = len(tokens)
+    styles = [_style(w) for _, _, w in tokens]
+    kinds: list[str | None] = [None] * count
+
+    def kind(i: int) -> str:
+        if kinds[i] is None:
+            kinds[i] = _kind(tokens[i][2])
+        return kinds[i] or "vocab"
+
+    def linked(i: int) -> str | None:
+        """How token i joins token i + 1: " ", ",", "." (after an initial) or None."""
+        if i + 1 >= count:
+            return None
+        gap = text[tokens[i][1] : tokens[i + 1][0]]
+        if gap == " ":
+            return " "
+        if gap in (", ", ","):
+            return ","
+        if gap in (". ", ".") and len(tokens[i][2]) == 1:
+            return "."
+        return None
+
+    def name_word(i: int, style: str) -> bool:
+        word = tokens[i][2]
+        if len(word) == 1:
+            return style == "title" and word.isupper() and text.startswith(".", tokens[i][1])
+        return styles[i] == style and kind(i) != "vocab"
+
+    runs: list[_NameRun] = []
+    i = 0
+    while i < count:
+        start, end, word = tokens[i]
+        style = styles[i]
+        seed = False
+        letters = len(word) - word.count("-") - word.count("'") - word.count("’")
+        if style == "title" and letters >= 3 and kind(i) in ("unknown", "name"):
+            joined = linked(i) in (" ", ",") and name_word(i + 1, "title")
+            seed = not _sentence_start(text, start) or joined or bool(_FIRST_VERBS.match(text, end))
+        elif style == "upper" and letters >= 3 and kind(i) in ("unknown", "name"):
+            seed = (
+                (letters >= 4 or kind(i) == "name")
+                and linked(i) in (" ", ",")
+                and styles[i + 1] == "upper"
+                and len(tokens[i + 1][2]) > 2
+                and kind(i + 1) != "vocab"
+            ) or (
+                i > 0
+                and linked(i - 1) in (" ", ",")
+                and styles[i - 1] == "upper"
+                and kind(i - 1) in ("name", "weak", "unknown")
+            )
+        elif style == "upper" and letters >= 3 and kind(i) == "weak" and linked(i) == ",":
+            # "WHITE, ROSE": two all-capital gazetteer names in the LAST, FIRST shape
+            seed = styles[i + 1] == "upper" and kind(i + 1) in ("weak", "name")
+        elif style == "lower" and kind(i) == "name":
+            seed = linked(i) == " " and styles[i + 1] == "lower" and kind(i + 1) == "name"
+        if not seed:
+            i += 1
+            continue
+        first = last = i
+        commas = 0
+        while first > 0 and linked(first - 1) in (" ", ".") and name_word(first - 1, style):
+            first -= 1
+        while last + 1 < count and last - first < 3:
+            link = linked(last)
+            if link is None or not name_word(last + 1, style):
+                break
+            if link == ",":
+                if commas or last != first:
+                    break
+                commas += 1
+            last += 1
+        run = _NameRun(tokens[first][0], tokens[last][1], [t[2] for t in tokens[first : last + 1]])
+        if not _protected(text, run):
+            runs.append(run)
+        i = last + 1
+    for match in _INITIAL_NAME.finditer(text):
+        word = match.group("word")
+        if (_kind(word) != "vocab" or _is_name(word)) and not _EPONYM_NOUN.match(text, match.end()):
+            runs.append(_NameRun(match.start(), match.end(), [word]))
+    return runs
 
 
 def _protected(text: str, run: _NameRun) -> bool:
@@ -828,6 +1097,8 @@ def _names(text: str, pseudonym: str | None) -> list[_Span]:
             if not _protected(text, run) and not words[0].isupper():
                 found.append((run, False))
 
+    found += [(run, False) for run in _free_names(text)]
+
     spans: list[_Span] = []
     patient_words: set[str] = set()
     other_words: set[str] = set()
@@ -840,6 +1111,9 @@ def _names(text: str, pseudonym: str | None) -> list[_Span]:
     spans += _propagate(text, patient_words, pseudonym or "[NAME]")
     spans += _propagate(text, other_words - patient_words, "[NAME]")
     return spans
+
+
+_NEXT_LOWER = re.compile(r"[ \t]+([a-z]+)\b")
 
 
 def _propagate(text: str, words: set[str], replacement: str) -> Iterator[_Span]:
@@ -860,6 +1134,14 @@ def _propagate(text: str, words: set[str], replacement: str) -> Iterator[_Span]:
             and not _FIRST_VERBS.match(text, match.end())
         ):
             continue
+        following = _NEXT_LOWER.match(text, match.end())
+        if (
+            following is not None
+            and _is_word(match.group())
+            and _is_word(following.group(1))
+            and not _FIRST_VERBS.match(text, match.end())
+        ):
+            continue  # "Mr. Brown ... Brown urine": a colour before a noun, not the name
         yield _Span(match.start(), match.end(), "NAME", replacement)
 
 
@@ -895,6 +1177,10 @@ def scrub_text(
     for detect in _DETECTORS:
         spans += detect(text)
     spans += _dates(text, date_shift_days)
+    taken = bytearray(len(text))  # unlabelled numbers give way to dates, phones, addresses
+    for span in spans:
+        taken[span.start : span.end] = b"\x01" * (span.end - span.start)
+    spans += [s for s in _token_ids(text) if taken.find(1, s.start, s.end) == -1]
     spans += _names(text, pseudonym)
     chosen = _resolve(spans, len(text))
     pieces: list[str] = []

@@ -350,6 +350,8 @@ def test_hostile_texts_of_the_maximum_size_finish() -> None:
         "Dr. " * 50_000,
         "A " * 100_000,
         "Mr. Okafor and Ms. Eze. " * 8_000,
+        "Okonkwo Adeyemi " * 12_500,  # one long run of context-free name words
+        "B. Allen, SMITH, HOPE " * 9_000,
         "".join(rng.choice("Aa1 .,:-/@#\n") for _ in range(200_000)),
     )
     for text in texts:

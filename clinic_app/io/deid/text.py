@@ -973,7 +973,12 @@ def _free_names(text: str) -> list[_NameRun]:
             continue
         first = last = i
         commas = 0
-        while first > 0 and linked(first - 1) in (" ", ".") and name_word(first - 1, style):
+        while (
+            first > 0
+            and i - first < 3
+            and linked(first - 1) in (" ", ".")
+            and name_word(first - 1, style)
+        ):
             first -= 1
         while last + 1 < count and last - first < 3:
             link = linked(last)

@@ -458,6 +458,23 @@ def prepare_input(case: CaseInput, config: FusionConfig, tokenizer: Any) -> Prep
     return PreparedInput(prepared_case, missing, measurements, tuple(notes), timings)
 
 
+_POOL_LOCK = threading.Lock()
+_POOL: Any = None
+
+
+def _preparation_pool() -> Any:
+    """One shared thread pool for case preparation, sized to the machine (at most 8)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            import os
+            from concurrent.futures import ThreadPoolExecutor
+
+            workers = max(2, min(8, os.cpu_count() or 2))
+            _POOL = ThreadPoolExecutor(workers, thread_name_prefix="clinicfusion-prepare")
+        return _POOL
+
+
 def _without(case: PreparedCase, modality: str) -> PreparedCase:
     if modality == "ecg":
         return replace(case, ecg=None, ecg_features=None)
@@ -575,13 +592,23 @@ class Predictor:
                 out.extend(self._predict_chunk(cases[start : start + self.max_batch]))
             return out
 
+    def _prepare_or_fail(self, case: CaseInput) -> PreparedInput | CaseFailure:
+        # Runs on pool threads while the caller holds the lock: it must not take it (no load()).
+        bundle = self._bundle
+        assert bundle is not None
+        try:
+            return prepare_input(case, bundle.config, self._tokenizer)
+        except ModelPackageError as exc:
+            return CaseFailure(case.case_id, str(exc))
+
     def _predict_chunk(self, cases: Sequence[CaseInput]) -> list[Prediction | CaseFailure]:
-        prepared: list[PreparedInput | CaseFailure] = []
-        for case in cases:
-            try:
-                prepared.append(self.prepare(case))
-            except ModelPackageError as exc:
-                prepared.append(CaseFailure(case.case_id, str(exc)))
+        # Preparation (resampling, measurements, quality checks, tiling, tokenising) costs more
+        # than the batched forward of a small model, so a batch prepares its cases in parallel
+        # threads (numpy, scipy and the Rust tokenizer release the GIL for the heavy parts).
+        if len(cases) > 1:
+            prepared = list(_preparation_pool().map(self._prepare_or_fail, cases))
+        else:
+            prepared = [self._prepare_or_fail(case) for case in cases]
         good = [(i, p) for i, p in enumerate(prepared) if isinstance(p, PreparedInput)]
         results: list[Prediction | CaseFailure] = [
             p if isinstance(p, CaseFailure) else _PENDING for p in prepared

@@ -1,6 +1,6 @@
 """Coverage-guided fuzzing of the readers with atheris (nightly; not part of the test run).
 
-    pip install atheris==3.1.0
+    pip install -e ".[fuzz]"      # atheris 3.0.0
     python -m tests.io.atheris_harness CORPUS_DIR -max_total_time=3600 -rss_limit_mb=4096
 
 The corpus starts from the real seed files of tests/io/fuzz.py (copied into CORPUS_DIR on the
@@ -20,6 +20,12 @@ def main() -> None:
     import atheris  # type: ignore[import-not-found]
 
     with atheris.instrument_imports():
+        # Imported here so that atheris instruments them (the readers import them lazily).
+        import clinic_app.io.dicom_images
+        import clinic_app.io.ecg_dicom
+        import clinic_app.io.ecg_wfdb
+        import clinic_app.io.notes
+        import clinic_app.io.slides  # noqa: F401
         from clinic_app.domain.errors import InputError
         from clinic_app.io.readers import read_input
 

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from sqlalchemy import insert, select
 
+from bench._common import cpu_busy_fraction
 from clinic_app.domain.cases import CaseQuery
 from clinic_app.domain.records import AuditAction, CaseStatus, Role
 from clinic_app.domain.search import search_terms
@@ -71,23 +72,6 @@ DIAGNOSES = [
     "Myocardial infarction",
     "Premature ventricular contractions",
 ]
-
-
-def cpu_busy_fraction(seconds: float = 0.5) -> float:
-    """Share of all CPU time used by anything during a short window (from /proc/stat)."""
-
-    def sample() -> tuple[int, int]:
-        with Path("/proc/stat").open() as handle:
-            values = [int(v) for v in handle.readline().split()[1:]]
-        return sum(values), values[3] + values[4]
-
-    try:
-        total0, idle0 = sample()
-        time.sleep(seconds)
-        total1, idle1 = sample()
-    except OSError:
-        return float("nan")
-    return 1.0 - (idle1 - idle0) / max(1, total1 - total0)
 
 
 def median_ms(fn: Callable[[], object], repeats: int = 7) -> float:

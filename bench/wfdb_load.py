@@ -28,26 +28,10 @@ from pathlib import Path
 
 import wfdb
 
+from bench._common import cpu_busy_fraction
 from clinic_app.io.ecg_wfdb import read_wfdb
 
 RECORD = Path(__file__).resolve().parents[2] / "shared" / "data" / "ecg" / "wfdb-samples" / "100"
-
-
-def cpu_busy_fraction(seconds: float = 0.5) -> float:
-    """Share of all CPU time used by anything during a short window (from /proc/stat)."""
-
-    def sample() -> tuple[int, int]:
-        with Path("/proc/stat").open() as handle:
-            values = [int(v) for v in handle.readline().split()[1:]]
-        return sum(values), values[3] + values[4]
-
-    try:
-        total0, idle0 = sample()
-        time.sleep(seconds)
-        total1, idle1 = sample()
-    except OSError:
-        return float("nan")
-    return 1.0 - (idle1 - idle0) / max(1, total1 - total0)
 
 
 def paired_medians(

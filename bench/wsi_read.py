@@ -26,29 +26,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from bench._common import cpu_busy_fraction
 from clinic_app.io.slides import open_slide
 
 DEFAULT_SLIDE = (
     Path(__file__).resolve().parents[2] / "shared/data/pathology/slides/cmu-1-small-region.svs"
 )
 SIZE = 256
-
-
-def cpu_busy_fraction(seconds: float = 0.5) -> float:
-    """Share of all CPU time used by anything during a short window (from /proc/stat)."""
-
-    def sample() -> tuple[int, int]:
-        with Path("/proc/stat").open() as handle:
-            values = [int(v) for v in handle.readline().split()[1:]]
-        return sum(values), values[3] + values[4]
-
-    try:
-        total0, idle0 = sample()
-        time.sleep(seconds)
-        total1, idle1 = sample()
-    except OSError:
-        return float("nan")
-    return 1.0 - (idle1 - idle0) / max(1, total1 - total0)
 
 
 def median_s(fn: Callable[[], object], repeats: int = 5) -> float:

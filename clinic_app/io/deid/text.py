@@ -3,15 +3,18 @@
 Offline and explainable: regular expressions for dates, ages over 89, record numbers (labelled,
 or any letter-digit token with five or more digits), phone numbers (North American, "+" and
 trunk-0 international), addresses, e-mail, URLs and IP addresses. Person names come from explicit
-contexts (titles, labels, relation words such as "son", "d/w", "per"), gazetteers (US Census
-given names and surnames), and, with no context, from capitalised words that are neither English
-words (SCOWL) nor medical vocabulary (a drug list, MTSamples words, medical endings): in clinical
-text such a word is nearly always a name. Dates are shifted by a per-patient number of days
-keeping their written format, so intervals between dates survive; everything else becomes a
-category tag ("[NAME]", "[ID]").
+contexts (titles, labels, relation words such as "son", "d/w", "per", credentials such as
+", RN"), the "LAST, First M." shape, gazetteers (US Census and, from Faker's MIT lists,
+international given names and surnames; lower-case given names only in a name position such as
+"hi jutta" or "triaged by irina"), and, with no context, from capitalised words that are
+neither English words (SCOWL) nor medical vocabulary (a drug list, MTSamples words, medical
+endings): in clinical text such a word is nearly always a name. Dates (with a weekday or a
+time written next to them) are shifted by a per-patient number of days keeping their format,
+so intervals between dates survive; everything else becomes a category tag ("[NAME]", "[ID]").
 
-Limits: English only; a name that is also an English word or a drug name with no context
-("Hope", "Allegra") is missed, and a rare device or place name may be taken for a name.
+Codes after a terminology name ("SNOMED 49436004") are kept. Limits: English only; a name that
+is also an English word or a drug name with no verb, possessive or other context ("Hope",
+"Allegra") is missed, and a rare device or place name may be taken for a name.
 """
 
 from __future__ import annotations
@@ -67,7 +70,8 @@ def _lexicon() -> _Lexicon:
         weak = frozenset(n[1:].lower() for n in names if n.startswith("~"))
         return strong, weak
 
-    firsts, lasts = _read_list("first_names.txt"), _read_list("surnames.txt")
+    firsts = _read_list("first_names.txt") + _read_list("given_names_intl.txt")
+    lasts = _read_list("surnames.txt") + _read_list("surnames_intl.txt")
     first_strong, first_weak = split(firsts)
     last_strong, last_weak = split(lasts)
     return _Lexicon(
@@ -224,7 +228,26 @@ def _simple(
     return spans
 
 
+#: A terminology name before a number: the number is a clinical code, not a record number.
+_CODE_BEFORE = re.compile(
+    r"\b(?:SNOMED(?:[ -]?CT)?|SCTID|ICD(?:-?(?:9|10|11))?(?:-?(?:CM|PCS))?|LOINC|CPT|HCPCS|RxNorm"
+    r"|RXCUI|NDC|MeSH|UMLS|CUI|OMIM|HGNC|ATC|DSM(?:-?(?:IV|5))?|OPCS|MedDRA|concept(?:[ ]id)?)"
+    r"(?:[ ]+(?:code|id|concept))?[ \t]*[:#=]?[ \t]*"
+    r"(?:\(?[A-Za-z0-9.-]+\)?[ \t]*[,;/|][ \t]*){0,6}$",
+    re.IGNORECASE,
+)
+
+
+def _clinical_code(text: str, start: int) -> bool:
+    """True when the token at ``start`` follows a terminology name ("SNOMED 49436004")."""
+    return _CODE_BEFORE.search(text[max(0, start - 120) : start]) is not None
+
+
 def _ids(text: str) -> list[_Span]:
+    return [s for s in _ids_all(text) if not _clinical_code(text, s.start)]
+
+
+def _ids_all(text: str) -> list[_Span]:
     spans = _simple(_SSN, "ID", text)
     for match in _ID_LABELLED.finditer(text):
         value = match.group("value")
@@ -271,7 +294,7 @@ def _token_ids(text: str) -> list[_Span]:
                 and max(map(len, groups)) >= 3
                 and not _YEAR_RANGE.fullmatch(token)
             )
-        if keep:
+        if keep and not _clinical_code(text, match.start()):
             spans.append(_Span(match.start(), match.start() + len(token), "ID", "[ID]"))
     return spans
 
@@ -337,11 +360,17 @@ _DATE_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
         # March 2021 / Mar 2021 / 03/2021
         rf"\b{_MONTH}(?P<sep>,?\s+){_YEAR4}{_E}",
         rf"{_B}(?P<mnum>[01]?\d)/{_YEAR4}{_E}",
+        # Feb-23, Feb '23, Mar/2023 (a month and a year)
+        rf"\b{_MONTH}(?P<s>[-/]|[ ]?['’])(?P<year>(?:19|20)\d\d|\d\d){_E}",
         # 25JUN2021, 3Mar21 (ddMONyyyy)
         rf"{_B}{_DAY}(?P<s>){_MONTH}{_YEAR}{_E}",
         # a bare month/day after a word that announces a date: "see 8/15", "Collected: 3/2"
         r"\b(?P<pre>(?:see|seen|on|collected|received|dated|since|until|till|from|admitted"
-        r"|discharged|scheduled|due|next|last|by|before|after)[:]?[ \t]+)"
+        r"|discharged|scheduled|due|next|last|by|before|after|cxr|xr|x-ray|ct|cta|ctpa|mri|mra"
+        r"|us|uss|echo|tte|tee|ecg|ekg|eeg|emg|pet|dexa|mammo(?:gram)?|colonoscopy|endoscopy|ogd"
+        r"|egd|bx|biopsy|labs?|bloods|cbc|fbc|bmp|cmp|lfts?|u&e|inr|hba1c|a1c|culture|cx|swab"
+        r"|visit|appt|appointment|review|op|surgery|adm|d/c|f/u|fu|started|stopped|restarted"
+        r"|held)[:]?[ \t]+)"
         r"(?P<mnum>[01]?\d)/(?P<day>[0-3]?\d)(?![\w/]|\.\d|[ \t]*(?:of|tabs?|tablets?|dose))",
     )
 )
@@ -420,7 +449,12 @@ def _shift_date(match: re.Match[str], days: int) -> str | None:
         return None  # "3.4.12" is more likely a version or a score than a date
     if not (1 <= month <= 12) or not (1 <= day <= calendar.monthrange(year, month)[1]):
         return None
-    new = dt.date(year, month, day) + dt.timedelta(days=days)
+    if has_day:
+        new = dt.date(year, month, day) + dt.timedelta(days=days)
+    else:  # a month and year: move by whole months (at least one), so the month always changes
+        months = round(days / 30.44) or (1 if days > 0 else -1)
+        index = year * 12 + month - 1 + months
+        new = dt.date(index // 12, index % 12 + 1, 15)
     numeric = [groups[n] for n in ("a", "b", "mnum", "day") if groups.get(n) is not None]
     padded = any(n.startswith("0") for n in numeric) or (
         len(numeric) >= 2 and all(len(n) == 2 for n in numeric)
@@ -454,14 +488,55 @@ def _shift_date(match: re.Match[str], days: int) -> str | None:
     return text
 
 
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_WEEKDAY_BEFORE = re.compile(
+    r"\b(?P<wd>mon(?:day)?|tue(?:s(?:day)?)?|wed(?:nesday)?|thu(?:r(?:s(?:day)?)?)?|fri(?:day)?"
+    r"|sat(?:urday)?|sun(?:day)?)\.?,?[ ]+(?:the[ ]+)?$",
+    re.IGNORECASE,
+)
+#: A time of day written after a date ("2025-01-14 14:21", "03/04/2024 1422", "... at 9:05 pm").
+_TIME_AFTER = re.compile(
+    r"(?:[ ]?[T@][ ]?|,?[ ]+(?:at[ ]+)?)"
+    r"(?:(?:[01]?\d|2[0-3])[:.h][0-5]\d(?::[0-5]\d(?:\.\d+)?)?(?:[ ]?[AaPp]\.?[Mm]\.?)?"
+    r"|(?:[01]\d|2[0-3])[0-5]\d(?:[ ]?(?:h|hrs|hours))?)"
+    r"(?![\w:]|[.]\d|[ ]?(?:mg|mcg|ml|mL|cc|units?|g|kg|mmol|mls|x)\b)",
+)
+
+
+def _weekday_word(original: str, index: int) -> str:
+    """Weekday ``index`` written like ``original`` ("Thu", "THURSDAY", "Tues")."""
+    full = _WEEKDAYS[index]
+    word = full if len(original) > 4 else full[: len(original)]
+    if original.isupper():
+        return word.upper()
+    return word.capitalize() if original[0].isupper() else word
+
+
 def _dates(text: str, days: int) -> list[_Span]:
     spans = []
     for pattern in _DATE_PATTERNS:
         for match in pattern.finditer(text):
             shifted = _shift_date(match, days)
-            if shifted is not None and shifted != match.group():
-                skip = len(match.group("pre")) if "pre" in pattern.groupindex else 0
-                spans.append(_Span(match.start() + skip, match.end(), "DATE", shifted[skip:]))
+            if shifted is None or shifted == match.group():
+                continue
+            skip = len(match.group("pre")) if "pre" in pattern.groupindex else 0
+            start, end, replacement = match.start() + skip, match.end(), shifted[skip:]
+            has_day = match.groupdict().get("day") is not None or "a" in pattern.groupindex
+            if has_day:
+                weekday = _WEEKDAY_BEFORE.search(text[max(0, start - 16) : start])
+                if weekday is not None:
+                    name = weekday.group("wd")
+                    index = next(
+                        i for i, w in enumerate(_WEEKDAYS) if w.startswith(name[:3].lower())
+                    )
+                    gap = weekday.group()[len(name) :]
+                    start -= len(weekday.group())
+                    replacement = _weekday_word(name, (index + days) % 7) + gap + replacement
+                time = _TIME_AFTER.match(text, end)
+                if time is not None:
+                    replacement += time.group()
+                    end = time.end()
+            spans.append(_Span(start, end, "DATE", replacement))
     return spans
 
 
@@ -478,8 +553,21 @@ _AGES = (
 )
 
 
+_UNITS_WORDS = r"one|two|three|four|five|six|seven|eight|nine"
+_AGE_WORDS = re.compile(
+    rf"\b(?P<n>(?:ninety(?:[ -](?:{_UNITS_WORDS}))?|(?:a|one)[ -]hundred(?:[ -](?:and[ -])?"
+    rf"(?:{_UNITS_WORDS}|ten|eleven|twelve))?))(?:[ -](?:and[ -]a[ -]half))?"
+    r"(?=[ -]+(?:years?|yrs?|y/?o)\b|[ -]+year-old)"
+    rf"|\b(?:aged?|age[ ]+of)[ :]+(?P<m>ninety(?:[ -](?:{_UNITS_WORDS}))?|(?:a|one)[ -]hundred)\b",
+    re.IGNORECASE,
+)
+
+
 def _ages(text: str) -> list[_Span]:
     spans = []
+    for match in _AGE_WORDS.finditer(text):
+        group = "n" if match.group("n") is not None else "m"
+        spans.append(_Span(match.start(group), match.end(group), "AGE>89", "90+"))
     for pattern in _AGES:
         for match in pattern.finditer(text):
             if 90 <= int(match.group("n")) < 200:
@@ -529,6 +617,21 @@ _NUMBERED_ROAD = re.compile(
     r"(?:Road|Rd|Route|Rte|Highway|Hwy)|Route|Highway|Hwy|Rural[ ]Route)[ ]\d{1,4}[A-Z]?\b"
 )
 _UNIT = re.compile(r"\b(?:Apt|Apartment|Flat|Suite|Ste)\.?[ ]?#?\d{1,5}[A-Za-z]?\b")
+#: Postcodes of other countries: UK ("SW1A 1AA"), Canada ("K1A 0B1"), India after a town
+#: (", Bengaluru 560022"), and continental Europe before a town (", 75008 Paris").
+_POSTCODES = (
+    re.compile(r"\b[A-Z]{1,2}\d[A-Z\d]?[ ]\d[ABD-HJLNP-UW-Z]{2}\b"),
+    re.compile(r"\b[ABCEGHJ-NPRSTVXY]\d[ABCEGHJ-NPRSTV-Z][ -]\d[ABCEGHJ-NPRSTV-Z]\d\b"),
+    re.compile(
+        rf",[ ]?(?P<city>{_CAP}(?:[ ]{_CAP})?)[ ,-]+(?P<value>[1-9]\d{{2}}[ ]?\d{{3}})"
+        r"(?![\w.,]\d|\w)"
+    ),
+    re.compile(
+        r"(?:^|,)[ ]?(?P<value>(?:[A-Z]{1,2}-)?\d{4,5}[ ][A-Z][a-zà-ÿ]{2,}(?:[ ][A-Z][a-zà-ÿ]+)?)"
+        r"(?![\w-])",
+        re.MULTILINE,
+    ),
+)
 _PO_BOX = re.compile(r"\bP\.?\s?O\.?\s*Box\s+\d+", re.IGNORECASE)
 _ADDRESS_LABELLED = re.compile(
     r"\b(?:(?:home|mailing|street|current|permanent)\s+)?(?:address|residence)\s*:[ \t]*"
@@ -600,6 +703,15 @@ def _addresses(text: str) -> list[_Span]:
     spans += _simple(_STATE_ZIP, "ADDRESS", text)
     spans += _simple(_ZIP_LABELLED, "ADDRESS", text, "value")
     spans += _simple(_PO_BOX, "ADDRESS", text)
+    for pattern in _POSTCODES:
+        group = "value" if "value" in pattern.groupindex else 0
+        found = _simple(pattern, "ADDRESS", text, group)
+        if "city" in pattern.groupindex:
+            found += _simple(pattern, "ADDRESS", text, "city")
+        for span in found:
+            last = text[span.start : span.end].split()[-1].lower()
+            if last not in _STOP and last not in _lexicon().medical:
+                spans.append(span)
     spans += _simple(_STREET_PREFIXED, "ADDRESS", text)
     spans += _simple(_NUMBERED_ROAD, "ADDRESS", text)
     spans += _simple(_UNIT, "ADDRESS", text)
@@ -667,7 +779,14 @@ _LABEL = re.compile(
     r"|transcribed[ \t]+by|transcriptionist|signed(?:[ \t]+by)?|electronically[ \t]+signed[ \t]+by"
     r"|reviewed[ \t]+by|verified[ \t]+by|interpreted[ \t]+by|read[ \t]+by|reported[ \t]+by"
     r"|approved[ \t]+by|performed[ \t]+by|prepared[ \t]+by|ordered[ \t]+by|requested[ \t]+by"
-    r"|collected[ \t]+by|author|from|to|attn|re|cc|c\.c\.|copy[ \t]+to|copies[ \t]+to)"
+    r"|collected[ \t]+by|author|from|to|attn|re|cc|c\.c\.|copy[ \t]+to|copies[ \t]+to"
+    r"|scrub(?:[ \t]+(?:nurse|tech|technician|practitioner))?|circulat(?:or|ing(?:[ \t]+nurse)?)"
+    r"|(?:first|second|surgical)[ \t]+assistant|an(?:a?e)sthetic[ \t]+(?:nurse|assistant)"
+    r"|anesthesia[ \t]+provider|(?:triaged|booked|checked|given|administered|escorted"
+    r"|accompanied|handed[ \t]+over|discussed|seen)[ \t]+(?:by|with|to)|escort|sender|recipient"
+    r"|requester|requestor|key[ \t]+worker|named[ \t]+nurse|contact[ \t]+(?:person|name)"
+    r"|(?:patient|pt|client|resident)[ \t]+contact|message[ \t]+(?:from|for)|msg[ \t]+(?:from|for)"
+    r"|kin|family[ \t]+contact|care[ \t]+coordinator|coordinator|navigator|doula|advocate)"
     r"[ \t]*:[ \t]*",
     re.IGNORECASE | re.MULTILINE,
 )
@@ -700,7 +819,10 @@ _SIGNOFF = re.compile(
 _FIRST_VERBS = re.compile(
     r"[ \t]+(?:was|is|has|had|reports|reported|states|stated|denies|denied|presents|presented"
     r"|returns|returned|says|said|notes|noted|complains|complained|feels|felt|lives|came|went"
-    r"|arrived|called|agrees|agreed|understands|tolerated|underwent|declined|refused)\b"
+    r"|arrived|called|agrees|agreed|understands|tolerated|underwent|declined|refused|wants"
+    r"|wanted|would|asked|asks|needs|needed|phoned|rang|visited|confirmed|requested|prefers"
+    r"|continues|remains|appears|looks|seems|seemed|does|did|didn't|doesn't|can't|cannot|isn't"
+    r"|wasn't|will[ \t]+(?:be|call|come|bring|return|ring|phone|visit|stay|attend))\b"
 )
 _EPONYM_NOUN = re.compile(
     r"(?:['’]s?)?[ \t-]+(?:disease|syndrome|sign|signs|test|tests|maneuver|manoeuvre|catheter|drain"
@@ -735,6 +857,8 @@ _STOP = frozenset(
     letter summary ecg ekg echo ct mri cxr labs plan assessment impression findings results
     exam examination procedure indication indications medications medication allergies
     vitals re subject dear sincerely regards thank thanks hello hi attn cc copy
+    referrer referral callback adm hosp acc flowsheet circulator scrub triage triaged
+    handover escort sender recipient requester kin nok contact interpreter coordinator
     """.split()  # noqa: SIM905
 )
 
@@ -1000,6 +1124,251 @@ def _free_names(text: str) -> list[_NameRun]:
     return runs
 
 
+_CREDENTIAL = re.compile(
+    r"(?<![\w'’.-])(?P<name>(?:[A-Z][^\W\d_]*(?:['’-][^\W\d_]+)*\.?[ ]){0,3}"
+    r"[A-Z][^\W\d_]*(?:['’-][^\W\d_]+)*),[ ]?(?:RN|R\.N\.|MD|M\.D\.|NP|PA-C|PA|MBBS|MBChB"
+    r"|DO|LPN|LVN|CNA|CRNA|APRN|FNP(?:-C)?|DNP|PhD|PharmD|RPh|DPT|PT|OTR(?:/L)?|OT|SLP|RD|RDN"
+    r"|LCSW|MSW|BSN|MSN|RGN|RMN|RSCN|FRCS|FRCP|FRCPC|MRCP|MRCS|FRACP|DPM|RRT|EMT|CNM|ANP"
+    r"|NNP|CPNP|ACNP|AGACNP|PMHNP|LMFT|LPC|PsyD|DDS|DMD|CMA|HCA|ODP|FY\d|SHO|SpR)"
+    r"(?![\w/-])"
+)
+
+
+_TITLE_WORDS = frozenset(
+    ("dr", "drs", "mr", "mrs", "ms", "miss", "mx", "prof", "professor", "rev", "sir", "madam")
+)
+
+
+def _credentialed_names(text: str) -> Iterator[_NameRun]:
+    """Names followed by a professional credential ("QUANG VU, RN", "Megan Ilse Ward, PA-C")."""
+    for match in _CREDENTIAL.finditer(text):
+        start = match.start("name")
+        words = match.group("name").split(" ")
+        while words and (
+            words[0].rstrip(".").lower() in _STOP | _TITLE_WORDS
+            or (len(words[0]) > 1 and _is_word(words[0]) and not _is_name(words[0]))
+        ):
+            start += len(words[0]) + 1
+            words.pop(0)
+        named = [w for w in words if len(w.rstrip(".")) > 1]
+        if not named or not any(
+            _is_name(w) or _kind(w) in ("name", "unknown") or not _is_word(w) for w in named
+        ):
+            continue
+        if named[-1].rstrip(".").lower() in _STOP:
+            continue
+        run = _NameRun(start, match.end("name"), [w.rstrip(".") for w in named])
+        if not _protected(text, run):
+            yield run
+
+
+#: Lower-case tokens that are given names elsewhere but clinical shorthand here.
+_LOWER_NOT_NAMES = frozenset(
+    (
+        "asa",
+        "brady",
+        "tachy",
+        "vera",
+        "pia",
+        "concha",
+        "porta",
+        "alta",
+        "neu",
+        "pilon",
+        "stacker",
+        "primus",
+        "evert",
+        "gorin",
+        "faux",
+        "petit",
+        "lacey",
+        "palmer",
+        "al",
+        "ng",
+        "au",
+        "un",
+        "im",
+        "ana",
+        "ama",
+    )
+)
+_RELATIONS = (
+    r"son|daughter|wife|husband|mother|father|brother|sister|partner|spouse|friend|caregiver|carer"
+    r"|niece|nephew|aunt|uncle|cousin|grand(?:son|daughter|mother|father|child|ma|pa)|neighbou?r"
+    r"|guardian|fianc[eé]e?|boyfriend|girlfriend|step(?:son|daughter|mother|father)|roommate"
+    r"|flatmate|mum|mom|mam|mummy|mommy|dad|daddy|sibling|child|kid|baby|twin|colleague|landlord"
+    r"|boss|nurse|carer|interpreter|translator|pharmacist|worker"
+)
+_LOWER_CONTEXT = re.compile(
+    r"(?:^|(?<=[\s(\"'.,;:!?/]))(?:hi|hello|hey|dear|morning|evening|thanks|thank[ \t]+you|thx|ty"
+    r"|cheers|regards|love|from|by|per|d/w|w/|to|with|cc|fao|attn|spoke[ \t]+(?:to|with)"
+    r"|talked[ \t]+to"
+    r"|called|rang|phoned|ask[ \t]+for|its|it['’]s|this[ \t]+is|i['’]m|i[ \t]+am|named|aka"
+    r"|(?:his|her|their|my|your|pt['’]?s|patient['’]?s)?[ \t]*(?:"
+    + _RELATIONS
+    + r")(?:[ \t]*\([^()\n]{1,20}\))?)(?![\w'’/-])[ \t]*[,:-]?[ \t]*(?:\n[ \t]*)?(?=[^\W\d_])",
+    re.IGNORECASE,
+)
+_LOWER_WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*(?![\w])")
+_LINE_START_NAME = re.compile(
+    r"(?m)(?:^[ \t]*(?:[-*•>][ \t]*)?|(?<=[.!?][ ]))(?P<word>[^\W\d_A-Z]{3,})(?=[ \t]*[,:]|"
+    + _FIRST_VERBS.pattern
+    + r"|[ \t]+(?:here|again|back|says|ok|okay)\b)"
+)
+
+
+def _lower_given(word: str) -> bool:
+    """A lower-case token that can only be a given name or surname ("irina", "maría")."""
+    lex, low = _lexicon(), word.lower()
+    return (
+        len(low) >= 3
+        and (low in lex.first_strong or (low in lex.last_strong and len(low) >= 4))
+        and low not in lex.english
+        and low not in lex.medical
+        and low not in lex.protected
+        and low not in _STOP
+        and low not in _LOWER_NOT_NAMES
+        and not _MEDICAL_SUFFIX.search(low)
+    )
+
+
+def _lower_case_names(text: str) -> Iterator[_NameRun]:
+    """Given names typed in lower case in a name position: after a greeting, "by", "per", a
+    relation word, or starting a message line ("hi jutta", "triaged by irina", "his partner,
+    maría", "irina called")."""
+    starts = [m.end() for m in _LOWER_CONTEXT.finditer(text)]
+    starts += [m.start("word") for m in _LINE_START_NAME.finditer(text)]
+    for pos in starts:
+        match = _LOWER_WORD.match(text, pos)
+        if match is None or not match.group().islower() or not _lower_given(match.group()):
+            continue
+        end, words = match.end(), [match.group()]
+        after = re.match(r"[ ]([^\W\d_]+)(?![\w'’-])", text[end : end + 40])
+        if after is not None and after.group(1).islower() and _lower_given(after.group(1)):
+            end += after.end()
+            words.append(after.group(1))
+        yield _NameRun(match.start(), end, words)
+
+
+#: Given names that are also English words, taken as names before a verb or a possessive
+#: ("Grace's appetite", "Hope reports"); other word-names ("Brain was") stay words.
+_WORD_NAMES = frozenset(
+    """
+    grace hope joy faith charity patience mercy honor honour constance prudence felicity
+    rose lily iris daisy ivy holly hazel heather violet jasmine ruby pearl amber crystal jade
+    dawn autumn summer april june sky skye fox will bill ray mark grant dean frank rich jack
+    guy drew chase hunter mason carter cooper piper willow robin wren sunny sandy dusty rusty
+    destiny harmony melody liberty trinity serenity bliss blossom star stormy river ocean
+    clay cliff glen gale bud buck chip earl penny candy ginger poppy primrose marigold tulip
+    cherry rosemary august
+    """.split()  # noqa: SIM905
+)
+_POSSESSIVE = re.compile(r"['’]s[ \t]+(?=[a-z])")
+
+
+def _word_names(text: str) -> Iterator[_NameRun]:
+    """Given names that are also words ("Grace", "Hope") or any given name, shown to be a name by
+    what follows: a possessive ("Grace's appetite") or a verb ("Hope reports")."""
+    lex = _lexicon()
+    for match in _WORD_TOKEN.finditer(text):
+        word = match.group()
+        bare = re.sub(r"['’]s$", "", word)
+        low = bare.lower()
+        if len(bare) < 3 or not bare[0].isupper() or bare.isupper() or bare[1:] != bare[1:].lower():
+            continue
+        if low not in lex.first_strong and low not in _WORD_NAMES:
+            continue
+        if low in lex.protected or low in lex.medical or low in _STOP:
+            continue
+        end = match.start() + len(bare)
+        possessive = bare != word and _POSSESSIVE.match(text, end) is not None
+        verb = bare == word and _FIRST_VERBS.match(text, end) is not None
+        if not (possessive or verb) or _EPONYM_NOUN.match(text, end):
+            continue
+        before = re.search(r"(\S+)[ \t]+$", text[max(0, match.start() - 40) : match.start()])
+        if (
+            before is not None
+            and before.group(1)[0].isupper()
+            and before.group(1)[-1] not in ".:,;!?"
+            and _kind(before.group(1)) == "vocab"
+            and before.group(1).lower() not in _STOP
+        ):
+            continue  # "Bard Parker was used": the end of a longer capitalised phrase
+        yield _NameRun(match.start(), end, [bare])
+
+
+_COMMA_NAME = re.compile(
+    rf"(?<![\w'’.-])(?P<last>(?:{_PARTICLES}[ ])?[A-Z][^\W\d_]*(?:['’-][^\W\d_]+)*),[ ]?"
+    r"(?P<given>[A-Z][^\W\d_]+(?:-[^\W\d_]+)?)(?:[ ](?P<middle>[A-Z][^\W\d_]+|[A-Z]\.?))?"
+    r"(?![\w'’-])"
+)
+
+
+def _comma_names(text: str) -> Iterator[_NameRun]:
+    """ "LAST, First M." written in any capitals ("BAKER, Grace", "van Dijk, Anouk E.")."""
+    for match in _COMMA_NAME.finditer(text):
+        last = match.group("last").split(" ")[-1]
+        words = [last, match.group("given")]
+        end = match.end("given")
+        middle = match.group("middle")
+        if middle is not None and (len(middle.rstrip(".")) == 1 or _kind(middle) != "vocab"):
+            words.append(middle.rstrip("."))
+            end = match.end("middle")
+        if _last_first(words):
+            run = _NameRun(match.start(), end, words)
+            if not _protected(text, run):
+                yield run
+
+
+def _last_first(words: list[str]) -> bool:
+    """True for a "LAST, First M." pair: a surname (hyphenated or with particles), then a
+    given name; two word-names ("BAKER, Grace") need the capitals of a record header."""
+    lex = _lexicon()
+    last, given = words[0], words[1]
+    if _style(last) not in ("title", "upper") or _style(given) not in ("title", "upper"):
+        return False  # "NutriSystem, Jenny": a brand, not a surname
+    if given.isupper() and not last.isupper():
+        return False  # "Parkinson, TIA": an acronym after a word
+    parts = [p.lower() for p in last.split("-") if p]
+    given_low = given.lower()
+    if len(given) < 2 or not parts:
+        return False
+    if (
+        any(p in lex.medical or p in _STOP for p in [*parts, given_low])
+        or given_low in lex.protected
+    ):
+        return False
+    if all(p.removesuffix("'s").removesuffix("’s") in lex.protected for p in parts) and not (
+        last.isupper() and not given.isupper()
+    ):
+        return False  # "Parkinson's, Tia": an eponym in a list
+    last_kinds = [
+        "strong"
+        if p in lex.last_strong or p in lex.first_strong
+        else "weak"
+        if p in lex.last_weak or p in lex.first_weak
+        else "unknown"
+        if p not in lex.english and not _MEDICAL_SUFFIX.search(p)
+        else "vocab"
+        for p in parts
+    ]
+    if "vocab" in last_kinds:
+        return False
+    if given_low in lex.first_strong:
+        given_kind = "strong"
+    elif given_low in lex.first_weak:
+        given_kind = "weak"
+    elif given_low not in lex.english and _kind(given) == "unknown":
+        given_kind = "unknown"
+    else:
+        return False
+    if given_kind == "unknown" and "strong" not in last_kinds:
+        return len(words) >= 3 and len(words[2]) == 1  # "Okonkwo-Eze, Chidera A"
+    if given_kind == "weak" and all(k == "weak" for k in last_kinds):
+        return (last.isupper() and not given.isupper()) or (len(words) >= 3 and len(words[2]) == 1)
+    return True
+
+
 def _protected(text: str, run: _NameRun) -> bool:
     """True for eponyms ("Parkinson disease", "Foley catheter", "Wolff-Parkinson-White")."""
     lex = _lexicon()
@@ -1054,12 +1423,8 @@ def _names(text: str, pseudonym: str | None) -> list[_Span]:
         words = run.words
         first = words[0].lower()
         if len(words) >= 2 and "," in text[run.start : run.end]:
-            # "Smith, John": both unambiguous gazetteer names
-            if (
-                first in lex.last_strong
-                and words[1].lower() in lex.first_strong
-                and not _protected(text, run)
-            ):
+            # "Smith, John", "Smith-Jones, Megan E", "BAKER, Grace": surname, comma, given name
+            if _last_first(words) and not _protected(text, run):
                 found.append((run, False))
             continue
         if len(words) >= 2:
@@ -1103,6 +1468,10 @@ def _names(text: str, pseudonym: str | None) -> list[_Span]:
                 found.append((run, False))
 
     found += [(run, False) for run in _free_names(text)]
+    found += [(run, False) for run in _credentialed_names(text)]
+    found += [(run, False) for run in _lower_case_names(text)]
+    found += [(run, False) for run in _word_names(text)]
+    found += [(run, False) for run in _comma_names(text)]
 
     spans: list[_Span] = []
     patient_words: set[str] = set()
@@ -1126,7 +1495,14 @@ def _propagate(text: str, words: set[str], replacement: str) -> Iterator[_Span]:
     also a word ("Young", "Will") is only taken mid-sentence, where a capital marks a name."""
     if not words:
         return
-    variants = sorted({v for w in words for v in (w, w.upper(), w.capitalize())}, key=len)
+    variants = sorted(
+        {
+            v
+            for w in words
+            for v in (w, w.upper(), w.capitalize(), w.lower() if _lower_given(w) else w)
+        },
+        key=len,
+    )
     pattern = re.compile(
         r"(?<![\w'’-])(?:" + "|".join(map(re.escape, reversed(variants))) + r")(?![\w-])"
     )

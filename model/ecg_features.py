@@ -16,12 +16,14 @@ scikit-learn and matplotlib into the runtime for the same figures):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from model.errors import ModelPackageError
+from model.preprocess import zero_phase_filter
 
 FloatArray = npt.NDArray[np.float32]
 #: Model inputs: feature name -> (reference mean, scale) used to normalise it.
@@ -73,11 +75,9 @@ class EcgMeasurements:
 
 
 def _bandpass(signal: np.ndarray, fs: float, low: float, high: float) -> np.ndarray:
-    from scipy.signal import butter, sosfiltfilt
-
+    """Zero-phase 2nd-order Butterworth band-pass over the last axis (all leads in one call)."""
     high = min(high, 0.45 * fs)
-    sos = butter(2, [low, high], btype="bandpass", fs=fs, output="sos")
-    return np.asarray(sosfiltfilt(sos, signal, axis=-1))
+    return zero_phase_filter(signal, (2, (low, high), "bandpass", fs))
 
 
 def detect_r_peaks(signal: np.ndarray, sampling_rate_hz: float) -> npt.NDArray[np.int64]:
@@ -114,6 +114,21 @@ def _smooth(values: np.ndarray, width: int) -> np.ndarray:
     return np.convolve(values, np.ones(width) / width, mode="same")
 
 
+def _median_beat(beats: Sequence[np.ndarray]) -> np.ndarray:
+    """``np.median(np.stack(beats), axis=0)``, value for value, over equally shaped (lead,
+    time) beats: stacked with the beat axis last and partitioned in place (a third of the
+    time of partitioning along a strided first axis); NaN rules left to numpy."""
+    columns = np.stack(beats, axis=-1)  # (lead, time, beat), ours to reorder
+    if not np.isfinite(columns).all():
+        return np.asarray(np.median(np.stack(beats), axis=0))
+    count, half = columns.shape[-1], columns.shape[-1] // 2
+    if count % 2:
+        columns.partition(half, axis=-1)
+        return np.asarray(columns[..., half])
+    columns.partition((half - 1, half), axis=-1)
+    return np.asarray((columns[..., half - 1] + columns[..., half]) / 2)
+
+
 def _walk(curve: np.ndarray, start: int, step: int, threshold: float, limit: int, gap: int) -> int:
     """From ``start``, move by ``step`` while ``curve`` >= threshold, tolerating short dips."""
     index, below = start, 0
@@ -136,11 +151,14 @@ def measure_ecg(
     signal: npt.ArrayLike, sampling_rate_hz: float, lead_mask: npt.ArrayLike | None = None
 ) -> EcgMeasurements:
     """Measure a (lead, time) ECG in mV; ``lead_mask`` marks the leads that were recorded."""
-    data = np.nan_to_num(np.asarray(signal, dtype=np.float64))
+    data = np.asarray(signal)
     if data.ndim == 1:
         data = data[None, :]
     if lead_mask is not None:
-        data = data[np.asarray(lead_mask, dtype=bool)]
+        data = data[np.asarray(lead_mask, dtype=bool)]  # before the float64 copy: fewer rows
+    data = np.asarray(data, dtype=np.float64)
+    if not np.isfinite(data).all():
+        data = np.nan_to_num(data)
     fs = float(sampling_rate_hz)
     if data.shape[0] == 0 or fs < 50:
         raise ModelPackageError("The ECG needs at least one lead sampled at 50 Hz or more.")
@@ -189,7 +207,7 @@ def _intervals(
     ]
     if len(beats) < 2:
         return None, None, None
-    beat = np.median(np.stack(beats), axis=0)  # (leads, pre + post)
+    beat = _median_beat(beats)  # (leads, pre + post)
     ms = fs / 1000.0
     velocity = _smooth(
         np.abs(np.diff(beat, axis=1, prepend=beat[:, :1])).sum(axis=0), round(12 * ms)

@@ -383,14 +383,16 @@ def prepare_input(case: CaseInput, config: FusionConfig, tokenizer: Any) -> Prep
             prepared = prepare_ecg(samples, rate, names, config.ecg, units=units)
             scale = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3}[units.lower()]
             limit = max(2, round(MEASURE_MAX_SECONDS * rate))
-            raw = np.nan_to_num(samples[:, :limit] * scale).astype(np.float32)
+            # One scaled copy (none in mV) serves the quality check and the measurements.
+            scaled = samples[:, :limit] if scale == 1.0 else samples[:, :limit] * scale
+            finite = scaled if np.isfinite(scaled).all() else np.nan_to_num(scaled)
+            raw = finite.astype(np.float32)
             mapped, mask, _ = map_to_standard_leads(raw, names)
             reason = (
-                quality.check_ecg(samples[:, :limit] * scale, np.ones(len(names), bool), rate,
-                                  lead_names=names)
+                quality.check_ecg(scaled, np.ones(len(names), bool), rate, lead_names=names)
                 if quality is not None
                 else None
-            )  # fmt: skip
+            )
             if reason is None:
                 ecg = prepared
                 measured = measure_ecg(mapped, rate, mask)

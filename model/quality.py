@@ -39,6 +39,15 @@ MAX_NOTE_CONTROL_FRACTION = 0.05
 UNIFORM_TILE_STD = 3.0
 
 _WORD = re.compile(r"[^\W\d_]{1,}")
+_CONTROL_CATEGORIES = ("Cc", "Cs", "Co", "Cn")
+# The same character classes for 7-bit text, as byte sets (counted by bytes.translate).
+_ASCII_SPACE = bytes(c for c in range(128) if chr(c).isspace())
+_ASCII_CONTROL = bytes(
+    c
+    for c in range(128)
+    if not chr(c).isspace() and unicodedata.category(chr(c)) in _CONTROL_CATEGORIES
+)
+_ASCII_LETTER = bytes(c for c in range(128) if chr(c).isalpha())
 
 
 def _lead_label(index: int, count: int, lead_names: Sequence[str] | None) -> str:
@@ -62,6 +71,27 @@ def _plateau_fraction(values: npt.NDArray[np.float64], min_run: int) -> float:
     return float(lengths[lengths >= min_run].sum()) / values.size
 
 
+def _plateau_fractions(
+    rows: npt.NDArray[np.float64], high: npt.NDArray[np.float64], low: npt.NDArray[np.float64],
+    min_run: int,
+) -> npt.NDArray[np.float64]:  # fmt: skip
+    """:func:`_plateau_fraction` of every row of a finite (lead, time) array at once (same
+    arithmetic per row, so the same fractions)."""
+    count, length = rows.shape
+    tolerance = 1e-6 * np.maximum(high - low, 1e-9)
+    rail = (rows >= (high - tolerance)[:, None]) | (rows <= (low + tolerance)[:, None])
+    padded = np.zeros((count, length + 2), dtype=np.int8)
+    padded[:, 1:-1] = rail
+    edges = np.diff(padded, axis=1).ravel()  # every row starts and ends off the rail
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    lengths = ends - starts
+    long_runs = lengths >= min_run
+    on_rail = np.bincount(
+        starts[long_runs] // (length + 1), weights=lengths[long_runs], minlength=count
+    )
+    return np.asarray(on_rail / length, dtype=np.float64)
+
+
 def _robust_range(values: npt.NDArray[np.float64]) -> float:
     """Peak-to-peak range ignoring the 0.5 % most extreme samples at each end (spikes)."""
     low, high = np.percentile(values, [0.5, 99.5])
@@ -83,8 +113,12 @@ def lead_problems(
             f"got {array.shape} and {mask.size} mask entries."
         )
     min_run = max(2, round(SATURATION_PLATEAU_S * sampling_rate_hz))
+    present = np.flatnonzero(mask)
+    rows = np.ascontiguousarray(array[present] if present.size < mask.size else array)
+    if rows.shape[1] >= 2 and bool(np.isfinite(rows).all()):
+        return _finite_lead_problems(rows, present, min_run)
     problems: dict[int, str] = {}
-    for row in np.flatnonzero(mask):
+    for row in present:
         lead = array[row]
         finite = lead[np.isfinite(lead)]
         if lead.size == 0 or finite.size < (1 - MISSING_FRACTION) * lead.size or finite.size < 2:
@@ -94,6 +128,30 @@ def lead_problems(
         elif _robust_range(finite) > IMPLAUSIBLE_PEAK_TO_PEAK_MV:
             problems[int(row)] = "implausible"
         elif _plateau_fraction(finite, min_run) >= SATURATED_FRACTION:
+            problems[int(row)] = "saturated"
+    return problems
+
+
+def _finite_lead_problems(
+    rows: npt.NDArray[np.float64], present: npt.NDArray[np.intp], min_run: int
+) -> dict[int, str]:
+    """:func:`lead_problems` for present rows with no missing sample (the usual case): the
+    per-lead extremes and rail runs in whole-array operations, the robust range (a sort) only
+    where the full range could exceed the limit (the robust range never exceeds it)."""
+    high, low = rows.max(axis=1), rows.min(axis=1)
+    spans = high - low
+    saturated = _plateau_fractions(rows, high, low, min_run) >= SATURATED_FRACTION
+    problems: dict[int, str] = {}
+    for index, row in enumerate(present):
+        values = rows[index]
+        if spans[index] < FLAT_PEAK_TO_PEAK_MV or float(values.std()) < FLAT_STD_MV:
+            problems[int(row)] = "flat"
+        elif (
+            spans[index] > IMPLAUSIBLE_PEAK_TO_PEAK_MV
+            and _robust_range(values) > IMPLAUSIBLE_PEAK_TO_PEAK_MV
+        ):
+            problems[int(row)] = "implausible"
+        elif saturated[index]:
             problems[int(row)] = "saturated"
     return problems
 
@@ -167,10 +225,12 @@ def check_ecg(
     return None
 
 
-def _tissue_texture(tile: npt.NDArray[np.uint8]) -> float:
+def _tissue_texture(
+    tile: npt.NDArray[np.uint8], mask: npt.NDArray[np.bool_] | None = None
+) -> float:
     """Largest per-channel standard deviation over the tile's tissue-like pixels (0 if none):
     stained tissue has texture; a uniformly coloured image (or its white padding) has none."""
-    pixels = tile[tissue_mask(tile)]
+    pixels = tile[tissue_mask(tile) if mask is None else mask]
     return float(pixels.astype(np.float32).std(axis=0).max()) if pixels.shape[0] > 1 else 0.0
 
 
@@ -184,7 +244,12 @@ def check_tiles(tiles: PreparedTiles) -> str | None:
             f"no tissue found in the slide (the best tile is {best:.0%} tissue): it looks blank "
             "or background only"
         )
-    if max(_tissue_texture(tile) for tile in tiles.tiles) < UNIFORM_TILE_STD:
+    # One mask for all tiles; stop at the first tile with texture (the usual case: the first).
+    masks = tissue_mask(tiles.tiles)
+    if not any(
+        _tissue_texture(tile, mask) >= UNIFORM_TILE_STD
+        for tile, mask in zip(tiles.tiles, masks, strict=True)
+    ):
         return "the slide or image is a uniform colour with no visible tissue structure"
     return None
 
@@ -194,14 +259,21 @@ def check_note(text: str) -> str | None:
     stripped = text.strip()
     if not stripped:
         return "the note is empty"
-    visible = [c for c in stripped if not c.isspace()]
-    control = sum(
-        1 for c in visible if unicodedata.category(c) in ("Cc", "Cs", "Co", "Cn") or c == "\ufffd"
-    )
-    if control > MAX_NOTE_CONTROL_FRACTION * len(visible):
+    if stripped.isascii():  # the usual note: count classes in C instead of per character
+        raw = stripped.encode("ascii")
+        visible_count = len(raw.translate(None, _ASCII_SPACE))
+        control = len(raw) - len(raw.translate(None, _ASCII_CONTROL))
+        letters = len(raw) - len(raw.translate(None, _ASCII_LETTER))
+    else:
+        visible = [c for c in stripped if not c.isspace()]
+        visible_count = len(visible)
+        control = sum(
+            1 for c in visible if unicodedata.category(c) in _CONTROL_CATEGORIES or c == "\ufffd"
+        )
+        letters = sum(1 for c in visible if c.isalpha())
+    if control > MAX_NOTE_CONTROL_FRACTION * visible_count:
         return "the note looks like binary data, not text (wrong file or encoding?)"
-    letters = sum(1 for c in visible if c.isalpha())
-    if letters < MIN_NOTE_LETTER_FRACTION * len(visible):
+    if letters < MIN_NOTE_LETTER_FRACTION * visible_count:
         return "the note is mostly numbers or symbols, not words the model can read"
     words = len(_WORD.findall(stripped))
     if words < MIN_NOTE_WORDS:

@@ -85,6 +85,17 @@ def _need(value: torch.Tensor | None, name: str) -> torch.Tensor:
 
 
 @dataclass
+class EncodedBranch:
+    """One modality's encoder output for a batch: tokens (B, T, d), their validity mask
+    (B, T), the pooled embedding (B, d) and, for slides, the MIL tile attention (B, N)."""
+
+    tokens: torch.Tensor
+    mask: torch.Tensor
+    pooled: torch.Tensor
+    attention: torch.Tensor | None = None
+
+
+@dataclass
 class FusionOutput:
     """Everything one forward pass computed (tensors keep the batch axis first)."""
 
@@ -143,6 +154,20 @@ class FusionModel(nn.Module):
         }
 
     def forward(self, inputs: FusionInputs, return_attention: bool = False) -> FusionOutput:
+        encoded, present = self.encode(inputs)
+        empty = (~present.any(dim=1)).nonzero(as_tuple=True)[0]
+        if empty.numel():
+            raise ModelInputError(
+                f"Batch row {int(empty[0])} has no input for any modality; every case needs at "
+                "least one of " + ", ".join(self.config.modalities) + "."
+            )
+        return self.fuse(encoded, present, return_attention)
+
+    def encode(self, inputs: FusionInputs) -> tuple[dict[str, EncodedBranch], torch.Tensor]:
+        """Run the encoder of every modality present in the batch -> (branches, present (B, M)).
+
+        Split from ``fuse`` so that leave-one-modality-out and explanations re-fuse the same
+        encodings with other modalities masked, instead of encoding every case again."""
         config = self.config
         rows = inputs.row_presence()
         for modality in rows:
@@ -157,24 +182,15 @@ class FusionModel(nn.Module):
         for index, modality in enumerate(config.modalities):
             if modality in rows:
                 present[:, index] = rows[modality].to(device)
-        empty = (~present.any(dim=1)).nonzero(as_tuple=True)[0]
-        if empty.numel():
-            raise ModelInputError(
-                f"Batch row {int(empty[0])} has no input for any modality; every case needs at "
-                "least one of " + ", ".join(config.modalities) + "."
-            )
-        tokens: dict[str, torch.Tensor] = {}
-        masks: dict[str, torch.Tensor] = {}
-        pooled = torch.zeros(batch, len(config.modalities), config.d_model, device=device)
-        tile_attention = None
-        for index, modality in enumerate(config.modalities):
+        encoded: dict[str, EncodedBranch] = {}
+        for modality in config.modalities:
             if modality not in rows or not bool(rows[modality].any()):
                 continue
             encoder = self.encoders[modality]
+            attention = None
             if modality == "pathology":
-                tile_mask = _need(inputs.tile_mask, "tile_mask").bool()
-                tok, tile_attention, pool = encoder(_need(inputs.tiles, "tiles"), tile_mask)
-                mask = tile_mask
+                mask = _need(inputs.tile_mask, "tile_mask").bool()
+                tok, attention, pool = encoder(_need(inputs.tiles, "tiles"), mask)
             elif modality == "ecg":
                 tok, mask, pool = encoder(
                     _need(inputs.ecg, "ecg"),
@@ -193,8 +209,27 @@ class FusionModel(nn.Module):
                     _need(inputs.tabular_values, "tabular_values"),
                     _need(inputs.tabular_present, "tabular_present"),
                 )
-            tokens[modality], masks[modality] = tok, mask
-            pooled[:, index] = pool * present[:, index : index + 1]
+            encoded[modality] = EncodedBranch(tok, mask, pool, attention)
+        return encoded, present
+
+    def fuse(
+        self,
+        encoded: dict[str, EncodedBranch],
+        present: torch.Tensor,
+        return_attention: bool = False,
+    ) -> FusionOutput:
+        """Fusion and heads over encoded branches; ``present`` (B, M) says which modalities
+        each row may use (a branch that is encoded but not present in a row is ignored).
+        Every row needs at least one present modality."""
+        config = self.config
+        batch = present.shape[0]
+        pooled = torch.zeros(batch, len(config.modalities), config.d_model, device=present.device)
+        for index, modality in enumerate(config.modalities):
+            if modality in encoded:
+                branch = encoded[modality].pooled
+                pooled[:, index] = branch.to(pooled.dtype) * present[:, index : index + 1]
+        tokens = {m: e.tokens for m, e in encoded.items()}
+        masks = {m: e.mask for m, e in encoded.items()}
         result = self.fusion(tokens, masks, pooled, present, return_attention)
         pooled_by_name = {m: pooled[:, i] for i, m in enumerate(config.modalities)}
         extra_logits: dict[str, torch.Tensor] = {}
@@ -206,6 +241,7 @@ class FusionModel(nn.Module):
                 source, available = self._subset(result.gate_scores, pooled, head.modalities)
             extra_logits[head.name] = self.extra_heads[head.name](source)
             extra_available[head.name] = available
+        pathology = encoded.get("pathology")
         return FusionOutput(
             logits=self.head(result.fused),
             aux_logits={m: self.aux_heads[m](pooled_by_name[m]) for m in self.aux_heads},
@@ -216,7 +252,7 @@ class FusionModel(nn.Module):
             modalities=config.modalities,
             pooled=pooled_by_name,
             fused=result.fused,
-            tile_attention=tile_attention,
+            tile_attention=pathology.attention if pathology is not None else None,
             token_spans=result.token_spans,
             sequence_mask=result.sequence_mask,
             fusion_attention=result.attention,

@@ -18,7 +18,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -477,12 +477,6 @@ def _preparation_pool() -> Any:
         return _POOL
 
 
-def _without(case: PreparedCase, modality: str) -> PreparedCase:
-    if modality == "ecg":
-        return replace(case, ecg=None, ecg_features=None)
-    return replace(case, **{modality: None})
-
-
 # -- the predictor ---------------------------------------------------------------------------
 class Predictor:
     """A model bundle ready to analyse cases; safe to share between threads."""
@@ -633,38 +627,33 @@ class Predictor:
         config = bundle.config
         batch = len(prepared)
         used = [p.case.modalities() for p in prepared]
-        rows: list[PreparedCase] = [p.case for p in prepared]
-        loo: list[tuple[int, str, int]] = []  # case, modality, row
-        # With explanations on, explain_case measures leave-one-out from its cached encodings
-        # (no second pass through the encoders); otherwise extra rows ride in this batch.
+        # With explanations on, explain_case measures leave-one-out from its cached encodings;
+        # otherwise the batch is encoded once and re-fused with each modality masked.
         explaining = self.explain and _explain_available()
-        for index, modalities in enumerate(used):
-            if len(modalities) > 1 and not explaining:
-                for modality in modalities:
-                    loo.append((index, modality, len(rows)))
-                    rows.append(_without(prepared[index].case, modality))
         start = time.perf_counter()
-        inputs = collate(rows, config)
+        inputs = collate([p.case for p in prepared], config)
         collate_ms = _ms(start)
         start = time.perf_counter()
-        logits, gates, extra, available = self._forward(runner, inputs)
+        logits, gates, extra, available, without = self._forward(
+            runner, inputs, leave_one_out=not explaining
+        )
         forward_ms = _ms(start)
         probabilities = self._calibrate(logits)
+        dropped = {m: self._calibrate(v) for m, v in without.items()}
         abstained = (
-            bundle.abstainer.abstain(probabilities[:batch])
+            bundle.abstainer.abstain(probabilities)
             if bundle.abstainer is not None
             else np.zeros((batch, logits.shape[1]), dtype=bool)
         )
         identity = ModelIdentity(bundle.info.name, bundle.info.version, bundle.info.sha256)
-        share = len(rows) / max(batch, 1)
         predictions: list[Prediction] = []
         for index, item in enumerate(prepared):
             probs = probabilities[index]
             top = int(np.argmax(probs))
             contributions: dict[str, float | None] = {m: None for m in used[index]}
-            for case_index, modality, row in loo:
-                if case_index == index:
-                    drop = float(probs[top] - probabilities[row, top])
+            if len(used[index]) > 1 and not explaining:
+                for modality in used[index]:
+                    drop = float(probs[top] - dropped[modality][index, top])
                     contributions[modality] = round(drop, _PROBABILITY_DECIMALS)
             order = np.argsort(-probs, kind="stable")
             suggestions = tuple(
@@ -690,7 +679,6 @@ class Predictor:
             timings = dict(item.timings_ms)
             timings["collate"] = round(collate_ms / batch, 3)
             timings["forward"] = round(forward_ms / batch, 3)
-            timings["batch_rows_per_case"] = round(share, 3)
             explanation = None
             notes = item.notes
             if self.explain:
@@ -703,9 +691,7 @@ class Predictor:
                         m: round(float(explanation.leave_one_out[m]), _PROBABILITY_DECIMALS)
                         for m in used[index]
                     }
-            timings["total"] = round(
-                sum(v for k, v in timings.items() if k != "batch_rows_per_case"), 3
-            )
+            timings["total"] = round(sum(timings.values()), 3)
             missing = {m: why for m, why in item.missing.items() if m not in used[index]}
             predictions.append(
                 Prediction(
@@ -727,25 +713,41 @@ class Predictor:
         return predictions
 
     def _forward(
-        self, runner: FusionModel, inputs: FusionInputs
+        self, runner: FusionModel, inputs: FusionInputs, *, leave_one_out: bool = False
     ) -> tuple[
         npt.NDArray[np.float64],
         npt.NDArray[np.float64],
         dict[str, npt.NDArray[np.float64]],
         dict[str, npt.NDArray[np.bool_]],
+        dict[str, npt.NDArray[np.float64]],
     ]:
+        """Logits, gates, extra heads and their availability; with ``leave_one_out``, also the
+        logits of every row with each present modality masked (NaN where nothing would be left),
+        from one encoding of the batch."""
         import torch
 
+        def numpy(tensor: torch.Tensor) -> npt.NDArray[np.float64]:
+            return tensor.float().cpu().numpy().astype(np.float64)
+
         plan = self.plan
+        without: dict[str, npt.NDArray[np.float64]] = {}
         with torch.inference_mode(), self._autocast():
-            output = runner(inputs.to(plan.device))
-        logits = output.logits.float().cpu().numpy().astype(np.float64)
-        gates = output.gates.float().cpu().numpy().astype(np.float64)
-        extra = {
-            k: v.float().cpu().numpy().astype(np.float64) for k, v in output.extra_logits.items()
-        }
+            encoded, present = runner.encode(inputs.to(plan.device))
+            output = runner.fuse(encoded, present)
+            if leave_one_out:
+                for index, modality in enumerate(runner.config.modalities):
+                    masked = present.clone()
+                    masked[:, index] = False
+                    rows = present[:, index] & masked.any(dim=1)
+                    if not bool(rows.any()):
+                        continue
+                    masked[~masked.any(dim=1), index] = True  # rows left empty: unused, kept finite
+                    values = numpy(runner.fuse(encoded, masked).logits)
+                    values[~rows.cpu().numpy()] = np.nan
+                    without[modality] = values
+        extra = {k: numpy(v) for k, v in output.extra_logits.items()}
         available = {k: v.cpu().numpy().astype(bool) for k, v in output.extra_available.items()}
-        return logits, gates, extra, available
+        return numpy(output.logits), numpy(output.gates), extra, available, without
 
     @contextmanager
     def _autocast(self) -> Iterator[None]:

@@ -337,6 +337,17 @@ def _ecg_parts(ecg: Any) -> tuple[npt.NDArray[np.float64], float, tuple[str, ...
     return np.asarray(samples, dtype=np.float64), float(rate), tuple(names), str(units)
 
 
+def _rounded(values: dict[str, Any]) -> dict[str, Any]:
+    """Measurements at the precision they are meaningful to (bpm and ms to 0.1; ratios 4 d.p.)."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, float):
+            out[key] = round(value, 4 if key == "rr_cv" else 1)
+        else:
+            out[key] = value
+    return out
+
+
 def prepare_input(case: CaseInput, config: FusionConfig, tokenizer: Any) -> PreparedInput:
     """Turn one CaseInput into model inputs; a modality that is absent, unreadable or fails its
     quality check is left out with the reason. Raises ModelInputError when nothing is left."""
@@ -398,7 +409,7 @@ def prepare_input(case: CaseInput, config: FusionConfig, tokenizer: Any) -> Prep
                 measured = measure_ecg(mapped, rate, mask)
                 ecg_features = measured.feature_vector()
                 measurements = {
-                    **measured.as_dict(),
+                    **_rounded(measured.as_dict()),
                     "measured_seconds": round(raw.shape[1] / rate, 3),
                 }
                 if prepared.derived_leads:

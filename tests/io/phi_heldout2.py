@@ -648,18 +648,17 @@ def _letters(rng: random.Random, n: int) -> str:
 
 
 def _mrn_value(rng: random.Random) -> str:
-    return rng.choice(
-        [
-            lambda: _digits(rng, 7),
-            lambda: _digits(rng, 8),
-            lambda: "00" + _digits(rng, 6),
-            lambda: _letters(rng, 1) + _digits(rng, 7),
-            lambda: _letters(rng, 2) + _digits(rng, 6),
-            lambda: f"{_digits(rng, 3)}-{_digits(rng, 2)}-{_digits(rng, 2)}",
-            lambda: f"{_letters(rng, 3)}{_digits(rng, 5)}",
-            lambda: f"{_digits(rng, 2)}-{_digits(rng, 6)}",
-        ]
-    )()
+    makers: list[Callable[[], str]] = [
+        lambda: _digits(rng, 7),
+        lambda: _digits(rng, 8),
+        lambda: "00" + _digits(rng, 6),
+        lambda: _letters(rng, 1) + _digits(rng, 7),
+        lambda: _letters(rng, 2) + _digits(rng, 6),
+        lambda: f"{_digits(rng, 3)}-{_digits(rng, 2)}-{_digits(rng, 2)}",
+        lambda: f"{_letters(rng, 3)}{_digits(rng, 5)}",
+        lambda: f"{_digits(rng, 2)}-{_digits(rng, 6)}",
+    ]
+    return rng.choice(makers)()
 
 
 _ID_LABELS: dict[str, tuple[tuple[str, ...], Callable[[random.Random], str]]] = {

@@ -93,7 +93,6 @@ def test_print_table(heldout: tuple[tuple[HeldoutNote, ...], Scores, float]) -> 
     assert s.by_category
 
 
-@pytest.mark.xfail(strict=True, reason="held-out-2 recall 0.915 (2292/2505) below 0.95")
 def test_name_recall(heldout: tuple[tuple[HeldoutNote, ...], Scores, float]) -> None:
     assert heldout[1].by_category["NAME"].rate >= REQUIRED_RECALL
 

@@ -14,7 +14,9 @@ so intervals between dates survive; everything else becomes a category tag ("[NA
 
 Codes after a terminology name ("SNOMED 49436004") are kept. Limits: English only; a name that
 is also an English word or a drug name with no verb, possessive or other context ("Hope",
-"Allegra") is missed, and a rare device or place name may be taken for a name.
+"Allegra") is missed, and a rare device or place name may be taken for a name. A small learned
+tagger (``ner.py``, frozen MiniLM + a trained head) adds the NAME and ID spans it finds to the
+rules' (``USE_PHI_TAGGER``; rules alone when torch or its weights are missing).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import datetime as dt
 import gzip
 import hashlib
 import hmac
+import logging
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,8 +34,11 @@ from functools import cache
 from importlib import resources
 
 from clinic_app.domain.notes import PhiReplacement
+from clinic_app.io.deid import ner
 
 __all__ = ["date_shift_for", "scrub_text"]
+
+_log = logging.getLogger(__name__)
 
 # -- word lists --------------------------------------------------------------------------------
 
@@ -1544,6 +1550,127 @@ _DETECTORS: tuple[Callable[[str], list[_Span]], ...] = (
 )
 
 
+#: Whether ``scrub_text`` adds the learned tagger's NAME/ID spans (``ner.py``) to the rules'.
+#: Without torch, transformers or the tagger's weights it falls back to rules alone and logs a
+#: warning once.
+USE_PHI_TAGGER = True
+_TAGGER_STATE: dict[str, bool] = {"warned": False}
+
+
+def _tagger_spans(text: str) -> list[ner.TaggedSpan]:
+    """The learned tagger's spans, or none (with one logged warning) when it cannot run."""
+    if not USE_PHI_TAGGER or not text.strip():
+        return []
+    try:
+        return ner.tag(text, tagger_word_lists())
+    except ner.TaggerUnavailable as exc:
+        if not _TAGGER_STATE["warned"]:
+            _TAGGER_STATE["warned"] = True
+            _log.warning("Note scrubbing uses rules only: %s", exc)
+        return []
+
+
+@cache
+def tagger_word_lists() -> ner.WordLists:
+    """The scrubber's gazetteers in the shape the tagger's hand features read."""
+    lex = _lexicon()
+    return ner.WordLists(
+        first=lex.first_strong | lex.first_weak,
+        last=lex.last_strong | lex.last_weak,
+        english=lex.english,
+        medical=lex.medical,
+        protected=lex.protected,
+    )
+
+
+def _tagger_filtered(text: str, tagged: list[ner.TaggedSpan]) -> list[ner.TaggedSpan]:
+    """Never where the rules protect: a NAME span loses its words that are eponyms, protected or
+    medical vocabulary, form words ("Ward", "Hosp") or short acronyms ("ASA") and is dropped
+    before an eponym noun; an ID needs four digits and no terminology name before it."""
+    lex = _lexicon()
+    out: list[ner.TaggedSpan] = []
+    for span in tagged:
+        value = text[span.start : span.end]
+        if span.category == "ID":
+            if sum(c.isdigit() for c in value) >= 4 and not _clinical_code(text, span.start):
+                out.append(span)
+            continue
+        if _EPONYM_NOUN.match(text, span.end):
+            continue
+        run: list[tuple[int, int]] = []
+        for match in ner.WORD.finditer(text, span.start, span.end):
+            word = match.group()
+            low = word.lower()
+            parts = low.split("-")
+            bad = (
+                any(p in lex.protected or p in lex.medical for p in parts)
+                or low in _STOP
+                or (word.isupper() and 1 < len(word) <= 3)
+            )
+            if not bad:
+                run.append(match.span())
+                continue
+            if run:
+                out.append(ner.TaggedSpan(run[0][0], run[-1][1], "NAME", span.probability))
+            run = []
+        if run:
+            end = span.end if run[-1][1] >= span.end - 1 else run[-1][1]
+            out.append(ner.TaggedSpan(run[0][0], end, "NAME", span.probability))
+    return out
+
+
+def _union(text: str, spans: list[_Span], tagged: list[ner.TaggedSpan]) -> list[_Span]:
+    """Add the tagger's spans to the rules': one that overlaps rule spans of its own category
+    joins them into one span (keeping the rule's replacement, e.g. a pseudonym); one that
+    overlaps a span of another category gives way to the rules. Linear in the spans."""
+    out = list(spans)
+    tagged = _tagger_filtered(text, tagged)
+    for category in ("NAME", "ID"):
+        other = bytearray(len(text))  # characters the rules gave to another category
+        for s in out:
+            if s.category != category:
+                other[s.start : s.end] = b"\x01" * (s.end - s.start)
+        extra = [
+            t for t in tagged if t.category == category and other.find(1, t.start, t.end) == -1
+        ]
+        if not extra:
+            continue
+        own = [s for s in out if s.category == category]
+        rest = [s for s in out if s.category != category]
+        merged = _merge_groups(own, extra, category)
+        out = rest + merged
+    return out
+
+
+def _merge_groups(own: list[_Span], extra: list[ner.TaggedSpan], category: str) -> list[_Span]:
+    """Rule spans of one category as they were, except where tagger spans overlap them: each
+    overlapping group becomes one span with the first rule span's replacement."""
+    items = sorted(
+        [(s.start, s.end, s) for s in own] + [(t.start, t.end, None) for t in extra],
+        key=lambda item: (item[0], -item[1]),
+    )
+    groups: list[list[tuple[int, int, _Span | None]]] = []
+    group_end = -1
+    for item in items:
+        if groups and item[0] < group_end:
+            groups[-1].append(item)
+            group_end = max(group_end, item[1])
+        else:
+            groups.append([item])
+            group_end = item[1]
+    merged: list[_Span] = []
+    for group in groups:
+        rules = [rule for _a, _b, rule in group if rule is not None]
+        if len(rules) == len(group):
+            merged.extend(rules)
+            continue
+        replacement = rules[0].replacement if rules else _TAGS[category]
+        first = min(a for a, _b, _r in group)
+        last = max(b for _a, b, _r in group)
+        merged.append(_Span(first, last, category, replacement))
+    return merged
+
+
 def scrub_text(
     text: str, *, date_shift_days: int, pseudonym: str | None = None
 ) -> tuple[str, tuple[PhiReplacement, ...]]:
@@ -1553,7 +1680,15 @@ def scrub_text(
     Names become "[NAME]" (the patient's, when recognised by "Patient:" or Mr/Mrs/Ms, become
     ``pseudonym`` if given), dates are shifted by ``date_shift_days`` in their own format, ages
     over 89 become "90+", other PHI a category tag ("[ID]", "[PHONE]", "[ADDRESS]", "[EMAIL]",
-    "[URL]", "[IP]")."""
+    "[URL]", "[IP]"). The rules' spans are joined by the learned tagger's NAME and ID spans
+    (``USE_PHI_TAGGER``)."""
+    return scrub_with(text, date_shift_days, pseudonym, _tagger_spans(text))
+
+
+def scrub_with(
+    text: str, date_shift_days: int, pseudonym: str | None, tagged: list[ner.TaggedSpan]
+) -> tuple[str, tuple[PhiReplacement, ...]]:
+    """``scrub_text`` with the tagger's spans given (training picks its threshold with it)."""
     spans: list[_Span] = []
     for detect in _DETECTORS:
         spans += detect(text)
@@ -1563,6 +1698,8 @@ def scrub_text(
         taken[span.start : span.end] = b"\x01" * (span.end - span.start)
     spans += [s for s in _token_ids(text) if taken.find(1, s.start, s.end) == -1]
     spans += _names(text, pseudonym)
+    if tagged:
+        spans = _union(text, spans, tagged)
     chosen = _resolve(spans, len(text))
     pieces: list[str] = []
     cursor = 0

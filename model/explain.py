@@ -154,30 +154,8 @@ def _need(value: torch.Tensor | None, name: str) -> torch.Tensor:
 
 def _encode(model: FusionModel, inputs: FusionInputs, modality: str) -> _Encoded:
     """One branch, exactly as FusionModel.forward calls it."""
-    encoder = model.encoders[modality]
-    if modality == "pathology":
-        tile_mask = _need(inputs.tile_mask, "tile_mask").bool()
-        tokens, attention, pooled = encoder(_need(inputs.tiles, "tiles"), tile_mask)
-        return _Encoded(tokens, tile_mask, pooled, attention)
-    if modality == "ecg":
-        tokens, mask, pooled = encoder(
-            _need(inputs.ecg, "ecg"),
-            _need(inputs.ecg_lead_mask, "ecg_lead_mask"),
-            inputs.ecg_lengths,
-            inputs.ecg_features,
-            inputs.ecg_features_present,
-        )
-    elif modality == "note":
-        tokens, mask, pooled = encoder(
-            _need(inputs.note_input_ids, "note_input_ids"),
-            _need(inputs.note_attention_mask, "note_attention_mask"),
-        )
-    else:
-        tokens, mask, pooled = encoder(
-            _need(inputs.tabular_values, "tabular_values"),
-            _need(inputs.tabular_present, "tabular_present"),
-        )
-    return _Encoded(tokens, mask, pooled)
+    branch = model.encode_branch(inputs, modality)
+    return _Encoded(branch.tokens, branch.mask, branch.pooled, branch.attention)
 
 
 def _fuse(

@@ -182,35 +182,39 @@ class FusionModel(nn.Module):
         for index, modality in enumerate(config.modalities):
             if modality in rows:
                 present[:, index] = rows[modality].to(device)
-        encoded: dict[str, EncodedBranch] = {}
-        for modality in config.modalities:
-            if modality not in rows or not bool(rows[modality].any()):
-                continue
-            encoder = self.encoders[modality]
-            attention = None
-            if modality == "pathology":
-                mask = _need(inputs.tile_mask, "tile_mask").bool()
-                tok, attention, pool = encoder(_need(inputs.tiles, "tiles"), mask)
-            elif modality == "ecg":
-                tok, mask, pool = encoder(
-                    _need(inputs.ecg, "ecg"),
-                    _need(inputs.ecg_lead_mask, "ecg_lead_mask"),
-                    inputs.ecg_lengths,
-                    inputs.ecg_features,
-                    inputs.ecg_features_present,
-                )
-            elif modality == "note":
-                tok, mask, pool = encoder(
-                    _need(inputs.note_input_ids, "note_input_ids"),
-                    _need(inputs.note_attention_mask, "note_attention_mask"),
-                )
-            else:
-                tok, mask, pool = encoder(
-                    _need(inputs.tabular_values, "tabular_values"),
-                    _need(inputs.tabular_present, "tabular_present"),
-                )
-            encoded[modality] = EncodedBranch(tok, mask, pool, attention)
+        encoded = {
+            modality: self.encode_branch(inputs, modality)
+            for modality in config.modalities
+            if modality in rows and bool(rows[modality].any())
+        }
         return encoded, present
+
+    def encode_branch(self, inputs: FusionInputs, modality: str) -> EncodedBranch:
+        """One modality's encoder over the batch (explanations re-run single branches)."""
+        encoder = self.encoders[modality]
+        if modality == "pathology":
+            mask = _need(inputs.tile_mask, "tile_mask").bool()
+            tok, attention, pool = encoder(_need(inputs.tiles, "tiles"), mask)
+            return EncodedBranch(tok, mask, pool, attention)
+        if modality == "ecg":
+            tok, mask, pool = encoder(
+                _need(inputs.ecg, "ecg"),
+                _need(inputs.ecg_lead_mask, "ecg_lead_mask"),
+                inputs.ecg_lengths,
+                inputs.ecg_features,
+                inputs.ecg_features_present,
+            )
+        elif modality == "note":
+            tok, mask, pool = encoder(
+                _need(inputs.note_input_ids, "note_input_ids"),
+                _need(inputs.note_attention_mask, "note_attention_mask"),
+            )
+        else:
+            tok, mask, pool = encoder(
+                _need(inputs.tabular_values, "tabular_values"),
+                _need(inputs.tabular_present, "tabular_present"),
+            )
+        return EncodedBranch(tok, mask, pool)
 
     def fuse(
         self,

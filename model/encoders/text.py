@@ -30,6 +30,9 @@ def _load_backbone(config: TextConfig) -> tuple[nn.Module, dict[str, Any]]:
     asset = text_model_folder(config.model_key)
     if config.pretrained:
         from transformers import AutoModel
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
         model = AutoModel.from_pretrained(str(asset.path), local_files_only=True)
         return model, {"text_model": asset.as_dict(), "pretrained": True}

@@ -322,6 +322,9 @@ def _load(lists: WordLists) -> _Model:
             import torch
             from safetensors.torch import load_file
             from transformers import AutoModel
+            from transformers.utils import logging as transformers_logging
+
+            transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         except ImportError as exc:
             raise TaggerUnavailable(
                 f"The PHI tagger needs torch and transformers ({exc}); notes are scrubbed by "

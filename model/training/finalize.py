@@ -81,15 +81,9 @@ def _fmt(value: Any) -> str:
 
 
 def _ci(entry: Mapping[str, Any] | None, key: str) -> str:
-    if not entry:
-        return "n/a"
-    value = entry.get(key)
-    ci = entry.get(f"{key}_ci")
-    if value is None:
-        return "n/a"
-    if ci and ci[0] is not None:
-        return f"{value:.3f} ({ci[0]:.3f}–{ci[1]:.3f})"
-    return f"{value:.3f}"
+    from model.training.evaluate import format_interval
+
+    return format_interval(entry.get(key) if entry else None)
 
 
 def split_summary(cases: Sequence[TrainingCase], labels: Sequence[str]) -> dict[str, Any]:
@@ -210,7 +204,7 @@ def model_card(
         "| label | n | positives | AUROC | AUPRC | F1 |",
         "|---|---|---|---|---|---|",
     ]
-    for entry in evaluation.get("per_label", []):
+    for entry in evaluation.get("labels", []):
         lines.append(
             f"| {entry.get('display', entry.get('label'))} | {_fmt(entry.get('n'))} | "
             f"{_fmt(entry.get('positives'))} | {_ci(entry, 'auroc')} | {_ci(entry, 'auprc')} | "

@@ -224,3 +224,46 @@ def test_ddp_two_cpu_processes_agree(tmp_path: Path) -> None:
     assert [r["world"] for r in ranks] == [2, 2]
     assert ranks[0]["hash"] == ranks[1]["hash"]
     assert ranks[0]["history"] == ranks[1]["history"]
+
+
+def test_train_finalize_bundle_predict_and_reevaluate(
+    cases: list[TrainingCase], tmp_path: Path
+) -> None:
+    """Tiny end to end: train -> calibrated bundle with cards -> Predictor -> evaluate again."""
+    from model.bundle import verify_bundle
+    from model.predictor import Predictor
+    from model.training.evaluate import evaluate_bundle
+    from model.training.finalize import finalize_bundle
+    from tests.model.training_data import case_input
+
+    result = train_model(tiny_config(), cases, replace(FAST, tensorboard=False), tmp_path / "run")
+    info, evaluation = finalize_bundle(
+        result, cases, tmp_path / "bundle", name="gen-test", version="0.1.0", bootstrap=50
+    )
+    verify_bundle(tmp_path / "bundle")
+    metrics = json.loads((tmp_path / "bundle" / "metrics.json").read_text())
+    assert metrics["test"]["macro"]["auroc"]["value"] >= 0.9
+    assert metrics["calibration"]["same_cases"] is True  # 12 validation cases: too few to halve
+    card = (tmp_path / "bundle" / "model_card.md").read_text()
+    assert "research and demonstration only" in card and "Tachycardia (generated)" in card
+    assert "n/a" not in card.split("## Test-split results")[1].split("## Limits")[0].split("\n")[6]
+    data_card = (tmp_path / "bundle" / "data_card.md").read_text()
+    assert "| test |" in data_card
+    again = evaluate_bundle(
+        tmp_path / "bundle",
+        [c for c in cases if c.split == "test"],
+        tmp_path / "eval",
+        bootstrap=50,
+    )
+    stored = dict(metrics["test"])
+    for report in (again, stored):
+        report.pop("about", None)
+        report["calibration"].pop("reliability_png")  # the bundle keeps no report files
+    assert json.loads(json.dumps(again)) == stored
+    predictor = Predictor(tmp_path / "bundle", device="cpu", explain=False)
+    case, tachy, _, _ = case_input(101, np.random.default_rng(5))
+    prediction = predictor.predict([case])[0]
+    by_code = {s.code: s for s in prediction.suggestions}
+    assert set(by_code) == {"tachy", "tissue"}
+    assert 0.0 <= by_code["tachy"].probability <= 1.0
+    assert prediction.model.as_dict()["sha256"] == info.sha256

@@ -237,7 +237,7 @@ def test_train_finalize_bundle_predict_and_reevaluate(
     from tests.model.training_data import case_input
 
     result = train_model(tiny_config(), cases, replace(FAST, tensorboard=False), tmp_path / "run")
-    info, evaluation = finalize_bundle(
+    info, _ = finalize_bundle(
         result, cases, tmp_path / "bundle", name="gen-test", version="0.1.0", bootstrap=50
     )
     verify_bundle(tmp_path / "bundle")
@@ -261,7 +261,7 @@ def test_train_finalize_bundle_predict_and_reevaluate(
         report["calibration"].pop("reliability_png")  # the bundle keeps no report files
     assert json.loads(json.dumps(again)) == stored
     predictor = Predictor(tmp_path / "bundle", device="cpu", explain=False)
-    case, tachy, _, _ = case_input(101, np.random.default_rng(5))
+    case, *_ = case_input(101, np.random.default_rng(5))
     prediction = predictor.predict([case])[0]
     by_code = {s.code: s for s in prediction.suggestions}
     assert set(by_code) == {"tachy", "tissue"}

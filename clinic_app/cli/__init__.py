@@ -27,7 +27,16 @@ log = logging.getLogger(__name__)
 
 
 #: Modules of this package that implement commands, in the order --help lists them.
-COMMAND_MODULES: tuple[str, ...] = ("users", "stats", "db", "audit", "inspect", "predict")
+COMMAND_MODULES: tuple[str, ...] = (
+    "users",
+    "stats",
+    "db",
+    "audit",
+    "inspect",
+    "predict",
+    "train",
+    "evaluate",
+)
 
 #: Commands in the interface contract that later versions fill in, with what they will do.
 RESERVED_COMMANDS: dict[str, str] = {
@@ -40,8 +49,6 @@ RESERVED_COMMANDS: dict[str, str] = {
     "stats": "release aggregate statistics under the differential-privacy budget",
     "db": "upgrade, check and back up the case database",
     "users": "manage user accounts and roles",
-    "train": "train or fine-tune a model bundle",
-    "evaluate": "evaluate a model bundle on a manifest",
     "demo": "seed or reset the composite demo cases",
 }
 

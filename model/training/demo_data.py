@@ -35,6 +35,7 @@ CROP_PX = 224
 MIN_TISSUE = 0.3
 #: Share of all cases that carry one or two modalities only (so missing inputs are trained).
 PARTIAL_FRACTION = 0.15
+MIN_NOTE_WORDS = 20
 PARTIAL_PATTERNS: tuple[tuple[str, ...], ...] = (
     ("ecg",),
     ("slide",),
@@ -467,7 +468,7 @@ def _load_notes(path: Path) -> tuple[list[_Note], dict[str, Any]]:
             rows += 1
             text = (row.get("transcription") or "").strip()
             key = " ".join(text.split())
-            if not key:
+            if len(key.split()) < MIN_NOTE_WORDS:  # empty or a stub the model will not read
                 empty += 1
                 continue
             texts.setdefault(key, text)
@@ -933,7 +934,8 @@ def demo_data_card(summary: dict[str, Any]) -> str:
     notes = summary["notes"]
     lines += [
         "",
-        f"Notes: {notes['rows']} MTSamples rows, {notes['empty_transcriptions_skipped']} empty "
+        f"Notes: {notes['rows']} MTSamples rows, {notes['empty_transcriptions_skipped']} empty or "
+        f"under {MIN_NOTE_WORDS} words "
         f"skipped, {notes['unique_texts']} unique texts "
         f"({notes['texts_filed_under_several_specialties']} filed under several specialties), "
         f"{notes['specialties_kept']} specialties kept"

@@ -334,6 +334,10 @@ class _Objective:
                 aux = self.multi(out.aux_logits[modality][rows], targets[rows])
                 loss = loss + self.aux_weight * aux
                 parts[f"aux_{modality}"] = float(aux.detach())
+            else:
+                # Zero, but it keeps the head in the graph: DDP expects every output it
+                # returned to reach the loss, also when this batch lacks the modality.
+                loss = loss + 0.0 * out.aux_logits[modality].sum()
         for name, logits in out.extra_logits.items():
             head = extra_head_loss(
                 logits, extra[name], out.extra_available[name], self.head_weights.get(name)
@@ -451,12 +455,15 @@ class _PrivateSGD:
             raise TrainingError("DP-SGD needs Opacus: pip install 'clinicfusion[train]'.") from exc
         assert options.dp_epsilon is not None
         self.sample_rate = min(1.0, options.batch_size / max(1, n_train))
+        self.steps_per_epoch = max(1, int(1.0 / self.sample_rate))
+        # The noise is sized for exactly the steps the loop will take, so the epsilon spent
+        # after the last epoch does not exceed the target.
         self.noise_multiplier = float(
             get_noise_multiplier(
                 target_epsilon=options.dp_epsilon,
                 target_delta=options.dp_delta,
                 sample_rate=self.sample_rate,
-                epochs=options.epochs,
+                steps=self.steps_per_epoch * options.epochs,
                 accountant="rdp",
             )
         )
@@ -469,7 +476,6 @@ class _PrivateSGD:
         )
         self.accountant = RDPAccountant()
         self.delta = options.dp_delta
-        self.steps_per_epoch = max(1, round(1.0 / self.sample_rate))
         self.params = [p for p in model.parameters() if p.requires_grad]
 
     def poisson_batches(self, n: int, rng: np.random.Generator) -> Iterator[list[int]]:

@@ -33,6 +33,13 @@ def register(commands: Any) -> None:
     data = parser.add_argument_group("data")
     data.add_argument("--manifest", type=Path, metavar="FILE", help="CSV or JSONL manifest")
     data.add_argument(
+        "--demo-data",
+        type=Path,
+        metavar="DIR",
+        help="rebuild the shipped demo bundle: build the documented composite demo cohort from "
+        "this public data folder (shared/data) and train the demo model on it",
+    )
+    data.add_argument(
         "--from-bundle",
         type=Path,
         metavar="DIR",
@@ -153,7 +160,12 @@ def _options(args: argparse.Namespace) -> Any:
         "deterministic": not args.no_deterministic,
         "progress": not args.no_progress,
     }
-    return replace(TrainOptions(), **flags, **given)
+    base = TrainOptions()
+    if args.demo_data is not None:
+        from model.training.demo import DEMO_OPTIONS
+
+        base = DEMO_OPTIONS
+    return replace(base, **flags, **given)
 
 
 def _train(settings: Settings, args: argparse.Namespace) -> int:
@@ -192,6 +204,7 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
             database=database,
             workers=args.workers,
             bootstrap=args.bootstrap,
+            demo_data=args.demo_data,
         )
     finally:
         if database is not None:

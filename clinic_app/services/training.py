@@ -768,8 +768,13 @@ def run_training(
     database: Database | None = None,
     workers: int = 2,
     bootstrap: int = 1000,
+    demo_data: Path | None = None,
 ) -> TrainingOutcome:
     """Validate, prepare, train and write a bundle; see the module docstring.
+
+    ``demo_data`` (the shared public data folder) builds the documented composite demo cohort
+    as a manifest in the run folder and trains the shipped demo configuration on it: the one
+    command that reproduces the demo bundle.
 
     Data: a manifest, or (``cases="signed"`` with ``from_bundle``) the cases signed since the
     bundle was made. Model: ``from_bundle`` (its config, labels and weights as the start),
@@ -778,6 +783,20 @@ def run_training(
     to the privacy ledger BEFORE training (the ledger's rule: pay, then release; DP-SGD's
     accountant never spends more than the target) when the data come from the case database
     or ``dp_ledger_dataset`` is given; the epsilon actually spent goes into the model card."""
+    run_dir = Path(run_dir) if run_dir is not None else out_dir.with_name(out_dir.name + "-run")
+    demo: tuple[FusionConfig, str] | None = None
+    if demo_data is not None:
+        if manifest is not None or from_bundle is not None or config_path or variant:
+            raise InputError(
+                "--demo-data builds its own manifest and model; drop --manifest, "
+                "--from-bundle, --config and --variant."
+            )
+        check_out_dir(out_dir, None)
+        from model.training.demo import DEMO_NAME, DEMO_VERSION
+
+        manifest, demo = _demo_cohort(demo_data, run_dir, options.seed)
+        name = name or DEMO_NAME
+        version = version or DEMO_VERSION
     if cases is not None and cases not in CASE_SOURCES:
         raise InputError(f"--cases must be one of: {', '.join(CASE_SOURCES)}; got {cases!r}.")
     if cases is not None and from_bundle is None:
@@ -789,7 +808,6 @@ def run_training(
     if variant is not None and config_path is not None:
         raise InputError("Give either --variant or --config, not both.")
     check_out_dir(out_dir, from_bundle)
-    run_dir = Path(run_dir) if run_dir is not None else out_dir.with_name(out_dir.name + "-run")
     dp_dataset = dp_ledger_dataset or (SIGNED_CASES_DATASET if cases == "signed" else None)
     if options.dp_epsilon is not None and _world_size() > 1:
         raise InputError(
@@ -825,6 +843,7 @@ def run_training(
                 database=database,
                 workers=workers,
                 bootstrap=bootstrap,
+                demo=demo,
             )
     finally:
         if owned_db is not None:
@@ -850,6 +869,7 @@ def _train(
     database: Database | None,
     workers: int,
     bootstrap: int,
+    demo: tuple[FusionConfig, str] | None = None,
 ) -> TrainingOutcome:
     from model.config import FusionConfig
     from model.registry import variant_config
@@ -885,6 +905,9 @@ def _train(
         )
     elif config_path is not None:
         fixed_config = FusionConfig.load(config_path)
+    elif demo is not None:
+        fixed_config, demo_card = demo
+        card_lines.append(demo_card)
 
     if cases == "signed":
         assert database is not None and actor is not None and old_info is not None
@@ -1004,6 +1027,27 @@ def _train(
         signed,
         dict(evaluation),
     )
+
+
+def _demo_cohort(shared: Path, run_dir: Path, seed: int) -> tuple[Path, tuple[FusionConfig, str]]:
+    """Build the composite demo cohort's manifest in the run folder; the demo model config."""
+    from model.config import LabelSpec
+    from model.training.demo import demo_config
+    from model.training.demo_data import DEMO_LABELS, build_demo_manifest, demo_data_card
+    from model.training.manifest import load_manifest
+
+    if not (shared / "ecg").is_dir() or not (shared / "text").is_dir():
+        raise InputError(
+            f"{shared} is not the shared public data folder (it needs ecg/, pathology/ and "
+            "text/ as described in its README)."
+        )
+    cohort = build_demo_manifest(shared, run_dir / "demo-cohort", seed=seed)
+    specialties = load_manifest(cohort.manifest).head_classes().get("specialty", ())
+    labels = []
+    for name, display in DEMO_LABELS:
+        system, _, code = name.partition("|")
+        labels.append(LabelSpec(system, code, display))
+    return cohort.manifest, (demo_config(labels, specialties), demo_data_card(cohort.summary))
 
 
 def _charge_privacy(

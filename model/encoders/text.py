@@ -22,7 +22,11 @@ def load_tokenizer(config: TextConfig) -> Any:
     from transformers import AutoTokenizer
 
     folder = text_model_folder(config.model_key).path
-    return AutoTokenizer.from_pretrained(str(folder), local_files_only=True, use_fast=True)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, use_fast=True)
+    # prepare_note tokenises a whole note and cuts it into model-sized chunks itself, so the
+    # "sequence longer than the maximum" warning would only alarm the user for nothing.
+    tokenizer.model_max_length = 1_000_000_000
+    return tokenizer
 
 
 def _load_backbone(config: TextConfig) -> tuple[nn.Module, dict[str, Any]]:

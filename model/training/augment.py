@@ -41,16 +41,33 @@ def stain_jitter(tile: np.ndarray, rng: np.random.Generator, strength: float = 0
     return np.asarray(np.clip(out * 255.0, 0, 255), dtype=np.uint8)
 
 
+_VIEW_CACHE: dict[tuple[bytes, int], np.ndarray] = {}
+_VIEW_CACHE_MAX = 20_000
+
+
+def tile_view(tile: np.ndarray, view: int) -> np.ndarray:
+    """View ``view`` of a tile: a fixed flip/rotation and stain jitter (memoised: the same
+    tile and view always give the same pixels, so the work is done once per run)."""
+    digest = hashlib.blake2b(tile.tobytes(), digest_size=16).digest()
+    key = (digest, view)
+    cached = _VIEW_CACHE.get(key)
+    if cached is not None:
+        return cached
+    local = _tile_view_rng(tile, view)
+    turned = np.rot90(tile, k=int(local.integers(4)))
+    if local.random() < 0.5:
+        turned = turned[:, ::-1]
+    out = stain_jitter(np.ascontiguousarray(turned), local)
+    if len(_VIEW_CACHE) < _VIEW_CACHE_MAX:
+        _VIEW_CACHE[key] = out
+    return out
+
+
 def augment_tiles(tiles: PreparedTiles, rng: np.random.Generator, views: int = 8) -> PreparedTiles:
     """Each tile: one of ``views`` fixed (flip/rotation + stain jitter) settings, at random."""
     out = np.empty_like(tiles.tiles)
     for index, tile in enumerate(tiles.tiles):
-        view = int(rng.integers(views))
-        local = _tile_view_rng(tile, view)
-        turned = np.rot90(tile, k=int(local.integers(4)))
-        if local.random() < 0.5:
-            turned = turned[:, ::-1]
-        out[index] = stain_jitter(np.ascontiguousarray(turned), local)
+        out[index] = tile_view(tile, int(rng.integers(views)))
     return replace(tiles, tiles=out)
 
 

@@ -3,7 +3,9 @@
 Sized for a 2-core CPU within the hour the issue allows: the pretrained EfficientNet-Lite0
 and MiniLM stay frozen (their outputs are cached while training), the ECG branch is a small
 1-D CNN at 100 Hz over one 10-s window plus the measured rate and intervals, and the fusion is
-one attention layer at d_model 96. Rebuild it with ``clinic-app train --demo-data DIR``.
+one attention layer at d_model 96; a note is read as its first two 128-token chunks
+(about 190 words), which keeps the fusion sequence short enough for a CPU. Rebuild it with
+``clinic-app train --demo-data DIR``.
 """
 
 from __future__ import annotations
@@ -11,9 +13,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from model.config import EcgConfig, ExtraHead, FusionConfig, ImageConfig, LabelSpec, TextConfig
+from model.training.trainer import TrainOptions
 
 DEMO_NAME = "clinicfusion-demo"
 DEMO_VERSION = "1.0.0"
+#: Training settings of the shipped bundle (flags given on the command line still win).
+DEMO_OPTIONS = TrainOptions(
+    epochs=16, batch_size=32, lr=2e-3, patience=4, max_minutes=45.0, modality_dropout=0.3
+)
 
 
 def demo_config(labels: Sequence[LabelSpec], specialties: Sequence[str]) -> FusionConfig:
@@ -46,6 +53,6 @@ def demo_config(labels: Sequence[LabelSpec], specialties: Sequence[str]) -> Fusi
             tokens_per_window=10,
         ),
         text=TextConfig(
-            pretrained=True, freeze=True, max_tokens_per_chunk=128, chunk_overlap=16, max_chunks=4
+            pretrained=True, freeze=True, max_tokens_per_chunk=128, chunk_overlap=16, max_chunks=2
         ),
     )

@@ -178,8 +178,9 @@ def ecg_window(
 class ManifestCaseLoader:
     """Reads a manifest row's files into a ``model.predictor.CaseInput`` (see make_case_loader).
 
-    Thread-safe: ``build_cases`` calls it from a pool. Decoded ECG recordings are cached (by
-    path, size and modification time) so that many windows of one long record read it once."""
+    Thread-safe: ``build_cases`` calls it from a pool. Decoded ECG recordings and plain images
+    of multi-image cases are cached (by path, size and modification time) so that many windows
+    of one long record, or one tile reused by many composite cases, are read once."""
 
     def __init__(
         self,
@@ -194,6 +195,10 @@ class ManifestCaseLoader:
         self.isolated = isolated
         self._ecg_cache: OrderedDict[tuple[str, int, int], EcgRecording] = OrderedDict()
         self._ecg_cache_bytes = ecg_cache_bytes
+        self._image_cache: OrderedDict[
+            tuple[str, int, int], tuple[npt.NDArray[np.uint8], float | None]
+        ] = OrderedDict()
+        self._image_cache_bytes = ecg_cache_bytes
         self._lock = threading.Lock()
 
     def __call__(self, row: ManifestRow) -> CaseInput:
@@ -297,6 +302,10 @@ class ManifestCaseLoader:
         parts: list[tuple[npt.NDArray[np.uint8], float | None]] = []
         for path in row.images:
             with self._reading(row, path):
+                cached = self._cached_pixels(path)
+                if cached is not None:
+                    parts.append(cached)
+                    continue
                 slide, stack = self._open_image(path)
                 with stack:
                     info = slide.info
@@ -310,6 +319,7 @@ class ManifestCaseLoader:
                     pixels = np.asarray(slide.read_region(0, 0, 0, width, height), np.uint8)
                     mpp = info.microns_per_pixel
                     parts.append((pixels, float(np.mean(mpp)) if mpp else None))
+                    self._remember_pixels(path, parts[-1])
         config = self.image_config
         with self._reading(row, row.images[0]):
             canvas = mosaic(
@@ -319,6 +329,34 @@ class ManifestCaseLoader:
                 max_pixels=self.limits.max_decoded_pixels,
             )
         return canvas, config.target_mpp
+
+    @staticmethod
+    def _file_key(path: Path) -> tuple[str, int, int]:
+        try:
+            stat = path.stat()
+        except OSError as exc:
+            raise InputError(f"{path.name} cannot be opened ({exc.strerror or exc}).") from exc
+        return (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+    def _cached_pixels(self, path: Path) -> tuple[npt.NDArray[np.uint8], float | None] | None:
+        """A plain image this loader already read (composite cohorts reuse tiles often)."""
+        key = self._file_key(path)
+        with self._lock:
+            cached = self._image_cache.get(key)
+            if cached is not None:
+                self._image_cache.move_to_end(key)
+            return cached
+
+    def _remember_pixels(
+        self, path: Path, part: tuple[npt.NDArray[np.uint8], float | None]
+    ) -> None:
+        key = self._file_key(path)
+        with self._lock:
+            self._image_cache[key] = part
+            while len(self._image_cache) > 1 and (
+                sum(p.nbytes for p, _ in self._image_cache.values()) > self._image_cache_bytes
+            ):
+                self._image_cache.popitem(last=False)
 
     def _open_image(self, path: Path) -> tuple[SlideSource, ExitStack]:
         """Validate the file (in the child when isolated), then open it in this process."""

@@ -32,6 +32,19 @@ STANDARD_LEADS: tuple[str, ...] = (
     "I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6",
 )  # fmt: skip
 _LEAD_INDEX = {lead.lower(): i for i, lead in enumerate(STANDARD_LEADS)}
+# Holter "modified limb leads" (MIT-BIH's MLII) stand in for the limb lead they approximate,
+# as is usual for these records; D1-D3 / DI-DIII are the European names of I-III.
+_LEAD_INDEX.update(
+    {
+        alias: _LEAD_INDEX[lead]
+        for lead, aliases in {
+            "i": ("mli", "ml1", "d1", "di"),
+            "ii": ("mlii", "ml2", "d2", "dii"),
+            "iii": ("mliii", "ml3", "d3", "diii"),
+        }.items()
+        for alias in aliases
+    }
+)
 _LEAD_PREFIX = re.compile(r"^(?:mdc_ecg_lead_|ecg[ _-]?lead[ _-]?|lead[ _-]?)", re.IGNORECASE)
 _LEAD_EPONYM = re.compile(r"\s*\((?:einthoven|goldberger|wilson)\)\s*$", re.IGNORECASE)
 _UNIT_SCALE = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3}

@@ -79,8 +79,15 @@ def augment_ecg(
     wander_mv: float = 0.1,
     noise_mv: float = 0.02,
     lead_dropout: float = 0.1,
+    lead_subset: float = 0.5,
+    waveform_dropout: float = 0.0,
 ) -> PreparedEcg:
-    """Amplitude, baseline wander (0.05-0.5 Hz), white noise and lead dropout on one ECG."""
+    """Amplitude, baseline wander (0.05-0.5 Hz), white noise and lead dropout on one ECG.
+
+    With probability ``lead_subset`` only 1-3 of the recorded leads are kept, as a Holter or
+    monitor would record: records from different devices then do not differ by their lead
+    set alone, which a network otherwise learns as a shortcut for the source (and its labels).
+    """
     signal = ecg.signal.astype(np.float32, copy=True)
     leads, samples = signal.shape
     mask = ecg.lead_mask.copy()
@@ -93,21 +100,35 @@ def augment_ecg(
     )
     signal += rng.normal(0.0, rng.uniform(0, noise_mv), size=signal.shape).astype(np.float32)
     recorded = np.flatnonzero(mask)
-    if recorded.size > 1:
+    if recorded.size > 1 and rng.random() < lead_subset:
+        keep = rng.choice(
+            recorded, size=int(rng.integers(1, min(3, recorded.size) + 1)), replace=False
+        )
+        mask[:] = False
+        mask[keep] = True
+    elif recorded.size > 1:
         drop = recorded[rng.random(recorded.size) < lead_dropout]
         if drop.size >= recorded.size:
             drop = drop[:-1]
         mask[drop] = False
     signal *= mask[:, None]
+    if rng.random() < waveform_dropout:
+        signal[:] = 0.0
     return replace(ecg, signal=signal, lead_mask=mask)
 
 
-def augment_case(case: PreparedCase, rng: np.random.Generator, views: int = 8) -> PreparedCase:
+def augment_case(
+    case: PreparedCase, rng: np.random.Generator, views: int = 8, waveform_dropout: float = 0.0
+) -> PreparedCase:
     """A new PreparedCase with its tiles and ECG augmented (inputs are not modified)."""
     return replace(
         case,
         pathology=augment_tiles(case.pathology, rng, views) if case.pathology is not None else None,
-        ecg=augment_ecg(case.ecg, rng) if case.ecg is not None else None,
+        ecg=(
+            augment_ecg(case.ecg, rng, waveform_dropout=waveform_dropout)
+            if case.ecg is not None
+            else None
+        ),
     )
 
 

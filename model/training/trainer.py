@@ -79,6 +79,8 @@ class TrainOptions:
     ogm_alpha: float = 0.5
     augment: bool = True
     augment_views: int = 8
+    ecg_waveform_dropout: float = 0.0
+    refit_head_epochs: int = 200
     patience: int = 6
     max_minutes: float | None = None
     dp_epsilon: float | None = None
@@ -404,7 +406,7 @@ def _batch_inputs(
     for case in cases:
         item = case.prepared
         if options.augment:
-            item = augment_case(item, rng, options.augment_views)
+            item = augment_case(item, rng, options.augment_views, options.ecg_waveform_dropout)
         item = drop_modalities(item, rng, options.modality_dropout)
         prepared.append(item)
     inputs = collate(prepared, config).to(device)
@@ -723,6 +725,11 @@ def train_model(
     log.close()
     _load_state(model, best_state, "best weights")
     model.to("cpu").eval()
+    # Not under DP-SGD: a refit outside the private optimiser would void the guarantee.
+    refit = options.refit_head_epochs > 0 and private is None
+    head_refits = refit_extra_heads(model, train, val, options) if refit else {}
+    if head_refits and history:
+        history[-1]["extra_head_refit"] = head_refits
     result = TrainResult(
         model=model,
         best_epoch=best_epoch,
@@ -741,6 +748,98 @@ def train_model(
     if dist.initialised_here:
         torch.distributed.destroy_process_group()
     return result
+
+
+@torch.no_grad()
+def _head_inputs(
+    model: FusionModel, cases: Sequence[TrainingCase], head_name: str, batch_size: int = 64
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """What an extra head reads (its modality's pooled embedding, or the fused vector) for
+    the cases that have its input and a target -> (features (n, d), targets (n,))."""
+    head = next(h for h in model.config.extra_heads if h.name == head_name)
+    features, targets = [], []
+    for start in range(0, len(cases), batch_size):
+        chunk = cases[start : start + batch_size]
+        out = model(collate([c.prepared for c in chunk], model.config))
+        source = out.pooled[head.modalities[0]] if len(head.modalities) == 1 else out.fused
+        wanted = torch.from_numpy(extra_target_vector(chunk, head_name))
+        rows = out.extra_available[head_name] & (wanted >= 0)
+        features.append(source[rows])
+        targets.append(wanted[rows])
+    return torch.cat(features), torch.cat(targets)
+
+
+def refit_extra_heads(
+    model: FusionModel,
+    train: Sequence[TrainingCase],
+    val: Sequence[TrainingCase],
+    options: TrainOptions,
+) -> dict[str, dict[str, float | int | None]]:
+    """Refit each extra head (e.g. specialty) on the frozen trained encoders, early-stopped on
+    its own validation macro-F1.
+
+    The joint run stops when the diagnosis labels stop improving on validation, which can be
+    long before a many-class head has converged; refitting the head alone (a probe on fixed
+    features: every other weight is unchanged) lets each output stop at its own best point.
+    Only heads that read one modality or the whole fusion are refitted."""
+    from model.training.metrics import macro_f1
+
+    model.eval()
+    report: dict[str, dict[str, float | int | None]] = {}
+    generator = torch.Generator().manual_seed(options.seed + 17)
+    for head in model.config.extra_heads:
+        if len(head.modalities) != 1 and set(head.modalities) != set(model.config.modalities):
+            continue
+        x_train, y_train = _head_inputs(model, train, head.name)
+        x_val, y_val = _head_inputs(model, val, head.name)
+        if len(y_train) == 0 or len(y_val) == 0:
+            continue
+        module = model.extra_heads[head.name]
+
+        def score(
+            module: nn.Module = module, x: torch.Tensor = x_val, y: torch.Tensor = y_val
+        ) -> float:
+            module.eval()
+            with torch.no_grad():
+                predicted = module(x).argmax(dim=1).numpy()
+            return float(macro_f1(y.numpy(), predicted) or 0.0)
+
+        before = score()
+        best, best_state, best_epoch = (
+            before,
+            {k: v.clone() for k, v in module.state_dict().items()},
+            -1,
+        )
+        weights = inverse_sqrt_class_weights(y_train.numpy(), len(head.classes))
+        optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3, weight_decay=1e-3)
+        stale = 0
+        for epoch in range(options.refit_head_epochs):
+            module.train()
+            order = torch.randperm(len(y_train), generator=generator)
+            for start in range(0, len(order), 256):
+                rows = order[start : start + 256]
+                loss = torch.nn.functional.cross_entropy(
+                    module(x_train[rows]), y_train[rows], weight=weights
+                )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()  # type: ignore[no-untyped-call]
+                optimizer.step()
+            current = score()
+            if current > best + 1e-6:
+                best, best_epoch, stale = current, epoch, 0
+                best_state = {k: v.clone() for k, v in module.state_dict().items()}
+            else:
+                stale += 1
+                if stale >= 20:
+                    break
+        module.load_state_dict(best_state)
+        module.eval()
+        report[head.name] = {
+            "val_macro_f1_before": before,
+            "val_macro_f1_after": best,
+            "best_refit_epoch": best_epoch,
+        }
+    return report
 
 
 def _freeze_batch_norm(model: nn.Module) -> None:

@@ -27,7 +27,9 @@ def test_lead_names_map_to_standard_rows() -> None:
     assert standard_lead_index("Lead I (Einthoven)") == 0
     assert standard_lead_index("AVR") == 3
     assert standard_lead_index("v6") == 11
-    assert standard_lead_index("MLII") is None  # a Holter lead is not limb lead II
+    # Holter modified limb leads (MIT-BIH's MLII) and European D1-D3 stand in for I-III
+    assert standard_lead_index("MLII") == 1 and standard_lead_index("DIII") == 2
+    assert standard_lead_index("PLETH") is None and standard_lead_index("vx") is None
 
 
 def test_missing_limb_leads_are_derived_from_two() -> None:
@@ -51,7 +53,7 @@ def test_prepare_ecg_resamples_and_caps_windows() -> None:
     assert prepared.window_starts_s == (0.0, 8.0, 18.0)  # evenly spaced of 10 windows
     assert np.abs(prepared.signal[1]).max() == pytest.approx(1.0, abs=0.1)  # mV
     with pytest.raises(ModelInputError, match="none of the 12 standard leads"):
-        prepare_ecg(np.stack([tone]), 360, ["MLII"], config)
+        prepare_ecg(np.stack([tone]), 360, ["PLETH"], config)
 
 
 def test_small_image_becomes_a_grid_of_tissue_tiles() -> None:

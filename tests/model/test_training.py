@@ -60,6 +60,8 @@ def test_training_learns_the_generated_labels_and_logs(
     assert any(key.startswith("ogm_coefficient_") for key in rows[-1])
     assert any((tmp_path / "tensorboard").iterdir())
     assert not result.model.training
+    refit = result.history[-1]["extra_head_refit"]["specialty"]
+    assert refit["val_macro_f1_after"] >= refit["val_macro_f1_before"]
 
 
 def test_resume_repeats_the_uninterrupted_run(cases: list[TrainingCase], tmp_path: Path) -> None:
@@ -141,6 +143,11 @@ def test_augmentation_keeps_shapes_and_at_least_one_lead(cases: list[TrainingCas
         out = augment_ecg(ecg, rng, lead_dropout=0.9)
         assert out.signal.shape == ecg.signal.shape and out.lead_mask.sum() >= 1
         assert not np.any(out.signal[~out.lead_mask])
+    subsets = [augment_ecg(ecg, rng, lead_subset=1.0, lead_dropout=0.0) for _ in range(20)]
+    assert all(1 <= out.lead_mask.sum() <= 3 for out in subsets)
+    assert len({tuple(np.flatnonzero(out.lead_mask)) for out in subsets}) > 5
+    blank = augment_ecg(ecg, rng, waveform_dropout=1.0)
+    assert not blank.signal.any() and blank.lead_mask.any()
     changed = augment_tiles(tiles, rng)
     assert changed.tiles.shape == tiles.tiles.shape and changed.tiles.dtype == np.uint8
     assert not np.array_equal(changed.tiles, tiles.tiles)

@@ -1053,6 +1053,7 @@ def _train(
         build_report=report.as_dict(),
         bootstrap=bootstrap,
         evaluation_dir=run_dir / "evaluation",
+        model_card_extra=_demo_goals if demo is not None else None,
     )
     return TrainingOutcome(
         result.rank,
@@ -1065,6 +1066,12 @@ def _train(
         signed,
         dict(evaluation),
     )
+
+
+def _demo_goals(evaluation: Mapping[str, Any]) -> str:
+    from model.training.demo import goal_report
+
+    return goal_report(evaluation)
 
 
 def _demo_cohort(shared: Path, run_dir: Path, seed: int) -> tuple[Path, tuple[FusionConfig, str]]:

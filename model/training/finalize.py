@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import platform
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -172,7 +172,9 @@ def model_card(
     else:
         lines.append("- Differential privacy: none (trained without DP-SGD).")
     for key, value in provenance.items():
-        lines.append(f"- {key}: {value}")
+        if isinstance(value, Mapping):
+            value = "; ".join(f"{k} {v}" for k, v in value.items())
+        lines.append(f"- {key.replace('_', ' ').capitalize()}: {value}")
     lines += [
         "",
         "## Data and splits",
@@ -299,6 +301,7 @@ def finalize_bundle(
     bootstrap: int = 1000,
     coverage: float = 0.9,
     evaluation_dir: str | Path | None = None,
+    model_card_extra: Callable[[Mapping[str, Any]], str] | None = None,
 ) -> tuple[BundleInfo, dict[str, Any]]:
     """Calibrate, evaluate on the test split, write cards and the bundle. Returns the bundle
     info and the test evaluation (also stored as metrics.json's ``test``)."""
@@ -345,6 +348,8 @@ def finalize_bundle(
         version=version,
         provenance=provenance,
     )
+    if model_card_extra is not None:
+        card = card.replace("## Limits", model_card_extra(evaluation).rstrip() + "\n\n## Limits", 1)
     info = save_bundle(
         model,
         out_dir,

@@ -787,6 +787,7 @@ def refit_extra_heads(
     model.eval()
     report: dict[str, dict[str, float | int | None]] = {}
     generator = torch.Generator().manual_seed(options.seed + 17)
+    torch.manual_seed(options.seed + 23)  # the heads' dropout: the same on every rank and run
     for head in model.config.extra_heads:
         if len(head.modalities) != 1 and set(head.modalities) != set(model.config.modalities):
             continue

@@ -68,8 +68,9 @@ def test_home_shows_this_installation(window, settings: Settings) -> None:  # ty
     }
     assert set(rows) == {"Data folder:", "Database:", "Model bundle:"}
     assert str(settings.data_dir) in rows["Data folder:"].text()
-    assert rows["Model bundle:"].property("checkStatus") == "warn"
-    assert "none installed" in rows["Model bundle:"].text()
+    # the shipped demo bundle (assets/bundles/clinicfusion-demo) is found and verified
+    assert rows["Model bundle:"].property("checkStatus") == "ok"
+    assert "clinicfusion-demo" in rows["Model bundle:"].text()
 
 
 def test_system_check_runs_in_the_background_and_shows_the_report(window, qtbot) -> None:  # type: ignore[no-untyped-def]

@@ -144,12 +144,25 @@ def test_bad_input_is_one_clear_line_without_traceback(
     assert message in err and "Traceback" not in err and out == ""
 
 
-def test_without_a_bundle_the_error_names_the_option(
+def test_without_a_bundle_option_the_shipped_demo_bundle_is_used(
     capsys: pytest.CaptureFixture[str], data_dir: Path
 ) -> None:
-    code, _, err = run(capsys, data_dir, "--ecg", str(ECG), "--json")
-    assert code == 69
-    assert "--bundle" in err
+    code, out, _ = run(capsys, data_dir, "--ecg", str(ECG), "--note-text", NOTE, "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["model"]["name"] == "clinicfusion-demo"
+    codes = {s["code"] for s in result["suggestions"]}
+    assert {"426783006", "164889003", "363346000"} <= codes
+    assert "specialty" in json.dumps(result)
+
+
+def test_a_missing_named_bundle_is_a_model_error(
+    capsys: pytest.CaptureFixture[str], data_dir: Path, tmp_path: Path
+) -> None:
+    code, _, err = run(
+        capsys, data_dir, "--ecg", str(ECG), "--bundle", str(tmp_path / "nowhere"), "--json"
+    )
+    assert code == 69 and err
 
 
 def test_a_tampered_bundle_is_refused(

@@ -295,11 +295,18 @@ def _check_model_bundle(settings: Settings) -> Check:
         info = verify_model_bundle(choice.path)
     except ClinicError as exc:
         return Check("Model bundle", "fail", exc.message, "Reinstall the bundle.")
+    extra = info.metadata.get("extra") or {}
+    composite = (
+        "; trained on COMPOSITE demo cases (different patients per modality): "
+        "for demonstration only"
+        if isinstance(extra, dict) and extra.get("composite_cases")
+        else ""
+    )
     return Check(
         "Model bundle",
         "ok",
         f"{info.name} {info.version}, sha256 {info.sha256[:16]}..., all {len(info.files)} "
-        f"files verified ({info.path})",
+        f"files verified ({info.path}){composite}",
         facts={
             "name": info.name,
             "version": info.version,

@@ -90,6 +90,7 @@ def test_doctor_on_a_fresh_install_reports_everything_and_passes(data_dir: Path)
     assert str(data_dir) in out
     assert "Database" in out and "(not created yet)" in out
     assert re.search(r"\[ OK \] Model bundle\s+clinicfusion-demo", out)  # the shipped demo
+    assert "trained on COMPOSITE demo cases" in out
     assert "Result: no problem found" in out
     assert not data_dir.exists(), "doctor must not create or change anything"
 

@@ -694,9 +694,10 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     if composite:
         lines += [
             f"**{composite} of {cases['n']} cases are composite**: each pairs real inputs from "
-            "different patients, matched by label, because no public data set holds one "
-            "patient's slide, ECG and note together. Results on composite cases describe the "
-            "model on such pairings, not on real patients seen with every modality.",
+            "different patients (the data card says how they were paired), because no public "
+            "data set holds one patient's slide, ECG and note together. Results on composite "
+            "cases describe the model on such pairings, not on real patients seen with every "
+            "modality.",
             "",
         ]
     else:

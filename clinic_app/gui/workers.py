@@ -10,6 +10,8 @@ SQLite write lock and a user's actions are applied in the order they were made.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -102,3 +104,87 @@ def run_in_background(
     task = _Task(fn, relay)
     _IN_FLIGHT.add(task)
     (pool or QThreadPool.globalInstance()).start(task)
+
+
+class _ProgressRelay(QObject):
+    """Carries a job's progress to the GUI thread (queued), dropping updates that come too fast."""
+
+    progressed = Signal(float, str)
+
+    def __init__(self, on_progress: Callable[[float, str], None]) -> None:
+        super().__init__()
+        self._on_progress = on_progress
+        self.progressed.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
+
+    @Slot(float, str)
+    def _deliver(self, fraction: float, message: str) -> None:
+        self._on_progress(fraction, message)
+
+
+class JobHandle:
+    """A running long job: ``cancel()`` asks it to stop at its next check (cooperative)."""
+
+    def __init__(self) -> None:
+        self._cancelled = threading.Event()
+        self.finished = False
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+
+#: The pool inference runs on: one thread, so one model is loaded and used at a time.
+_INFERENCE_POOL: QThreadPool | None = None
+
+
+def inference_pool() -> QThreadPool:
+    global _INFERENCE_POOL
+    if _INFERENCE_POOL is None:
+        _INFERENCE_POOL = QThreadPool()
+        _INFERENCE_POOL.setMaxThreadCount(1)
+        _INFERENCE_POOL.setObjectName("clinicfusion-inference")
+    return _INFERENCE_POOL
+
+
+def run_job(
+    fn: Callable[[Callable[[float, str], None], Callable[[], bool]], Any],
+    on_progress: Callable[[float, str], None],
+    on_done: Callable[[Any], None],
+    on_error: Callable[[Exception], None],
+    *,
+    pool: QThreadPool | None = None,
+    min_interval_s: float = 0.05,
+) -> JobHandle:
+    """Run an Orange3-style ``fn(progress, cancel)`` off the GUI thread.
+
+    Progress reaches ``on_progress`` on the GUI thread at most every ``min_interval_s`` (the
+    last update and the final 1.0 always arrive); ``handle.cancel()`` makes ``cancel()`` true."""
+    handle = JobHandle()
+    relay = _ProgressRelay(on_progress)
+    last = [0.0]
+
+    def progress(fraction: float, message: str) -> None:
+        now = time.monotonic()
+        if fraction >= 1.0 or now - last[0] >= min_interval_s:
+            last[0] = now
+            relay.progressed.emit(float(fraction), message)
+
+    def work() -> Any:
+        try:
+            return fn(progress, handle._cancelled.is_set)
+        finally:
+            handle.finished = True
+
+    def done(value: Any) -> None:
+        relay.deleteLater()
+        on_done(value)
+
+    def failed(exc: Exception) -> None:
+        relay.deleteLater()
+        on_error(exc)
+
+    run_in_background(work, done, failed, pool=pool or inference_pool())
+    return handle

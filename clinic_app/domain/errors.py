@@ -78,3 +78,17 @@ class ReadOnlyCase(ClinicError):
     """The case is signed (or superseded by an amendment) and can no longer change."""
 
     exit_code = 1
+
+
+class Cancelled(ClinicError):
+    """A long job (an analysis) was cancelled by the user; nothing was stored."""
+
+    exit_code = 1
+
+    def __init__(
+        self,
+        message: str = "The analysis was cancelled; nothing was stored.",
+        *,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)

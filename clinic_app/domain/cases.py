@@ -141,6 +141,9 @@ class CaseDetail:
     analyses: list[AnalysisInfo]
     decisions: list[DecisionInfo]
     sign_off: SignOffInfo | None
+    #: The patient's demographics (pseudonymised record: year of birth only).
+    birth_year: int | None = None
+    sex: str | None = None
 
     @property
     def latest_note(self) -> NoteInfo | None:

@@ -1019,6 +1019,8 @@ def _detail(session: Session, case: Case) -> CaseDetail:
             if case.sign_off
             else None
         ),
+        birth_year=case.patient.birth_year,
+        sex=case.patient.sex,
     )
 
 

@@ -36,6 +36,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "predict",
     "train",
     "evaluate",
+    "demo",
 )
 
 #: Commands in the interface contract that later versions fill in, with what they will do.

@@ -30,7 +30,7 @@ class _Relay(QObject):
     failed = Signal(object)
 
     def __init__(
-        self, on_done: Callable[[Any], None], on_error: Callable[[Exception], None]
+        self, on_done: Callable[[Any], object], on_error: Callable[[Exception], object]
     ) -> None:
         super().__init__()
         self._on_done = on_done
@@ -80,8 +80,8 @@ def db_write_pool() -> QThreadPool:
 
 def run_db_write(
     fn: Callable[[], Any],
-    on_done: Callable[[Any], None],
-    on_error: Callable[[Exception], None],
+    on_done: Callable[[Any], object],
+    on_error: Callable[[Exception], object],
 ) -> None:
     """Run a database-writing service call on the single writer thread."""
     run_in_background(fn, on_done, on_error, pool=db_write_pool())
@@ -89,14 +89,14 @@ def run_db_write(
 
 def run_in_background(
     fn: Callable[[], Any],
-    on_done: Callable[[Any], None],
-    on_error: Callable[[Exception], None],
+    on_done: Callable[[Any], object],
+    on_error: Callable[[Exception], object],
     pool: QThreadPool | None = None,
 ) -> None:
     """Run ``fn`` on ``pool`` (the global pool by default); report on the GUI thread."""
     task: _Task
 
-    def finish(callback: Callable[[Any], None], value: Any) -> None:
+    def finish(callback: Callable[[Any], object], value: Any) -> None:
         _IN_FLIGHT.discard(task)
         callback(value)
 
@@ -152,8 +152,8 @@ def inference_pool() -> QThreadPool:
 def run_job(
     fn: Callable[[Callable[[float, str], None], Callable[[], bool]], Any],
     on_progress: Callable[[float, str], None],
-    on_done: Callable[[Any], None],
-    on_error: Callable[[Exception], None],
+    on_done: Callable[[Any], object],
+    on_error: Callable[[Exception], object],
     *,
     pool: QThreadPool | None = None,
     min_interval_s: float = 0.05,

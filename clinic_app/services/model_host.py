@@ -117,7 +117,8 @@ def _predict(request: ModelRequest) -> Prediction:
         with model_errors():
             prediction = predictor.predict([case])[0]
     # The tile pixels stay here; the coordinates travel with the explanation.
-    return replace(prediction, tiles=None)
+    stripped: Prediction = replace(prediction, tiles=None)
+    return stripped
 
 
 def _serve(conn: Connection) -> None:

@@ -9,6 +9,7 @@ a second data dir is a fully separate installation (handy for tests, training an
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,13 @@ DATABASE_FILENAME = "clinicfusion.sqlite3"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 #: "none": a plain SQLite file (or a server); "sqlcipher": the SQLite file is encrypted at rest.
 ENCRYPTION_MODES = ("none", "sqlcipher")
+#: Where the model runs: "auto" picks CUDA, then Apple MPS, then the CPU (model.predictor).
+DEVICES = ("auto", "cpu", "cuda", "mps")
+#: "system" follows the desktop's light or dark colour scheme.
+THEMES = ("system", "light", "dark")
+#: Locales offered for formatting dates; any ``ll_CC`` name is accepted in the file.
+DATE_LOCALES = ("system", "en_GB", "en_US", "de_DE", "fr_FR")
+_LOCALE_PATTERN = re.compile(r"[a-z]{2,3}(_[A-Z]{2})?")
 
 ENV_DATA_DIR = "CLINICFUSION_DATA_DIR"
 ENV_DATABASE_URL = "CLINICFUSION_DATABASE_URL"
@@ -60,6 +68,15 @@ class Settings:
     #: Seconds and memory a child process gets to read one file from outside (io.sandbox).
     read_timeout_s: float = 10.0
     read_memory_mb: int = 2048
+    #: Preferences edited in the GUI's Settings dialog (``device`` top level, ``[display]`` and
+    #: ``[report]`` tables in settings.toml); see clinic_app.services.preferences.
+    device: str = "auto"
+    theme: str = "system"
+    date_locale: str = "system"
+    report_include_heatmaps: bool = True
+    report_include_note_highlights: bool = True
+    report_institution: str = ""
+    report_footer: str = ""
 
     @property
     def logs_dir(self) -> Path:
@@ -116,17 +133,55 @@ def _read_settings_file(path: Path) -> dict[str, object]:
         "encryption": str,
         "read_timeout_s": (int, float),
         "read_memory_mb": int,
+        "device": str,
+        "display": dict,
+        "report": dict,
     }
+    _check_keys(raw, allowed, path, "")
+    for table, keys in _TABLES.items():
+        section = raw.get(table)
+        if isinstance(section, dict):
+            _check_keys(section, keys, path, f"{table}.")
+    return raw
+
+
+#: The keys of the ``[display]`` and ``[report]`` tables in settings.toml.
+_TABLES: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "display": {"theme": str, "date_locale": str},
+    "report": {
+        "include_heatmaps": bool,
+        "include_note_highlights": bool,
+        "institution": str,
+        "footer": str,
+    },
+}
+
+
+def _check_keys(
+    raw: Mapping[str, object],
+    allowed: Mapping[str, type | tuple[type, ...]],
+    path: Path,
+    prefix: str,
+) -> None:
+    """Refuse unknown keys and values of the wrong type (a bool is not a number here)."""
     for key, value in raw.items():
         if key not in allowed:
             raise ConfigError(
-                f"The settings file {path} has an unknown setting '{key}'.",
-                hint=f"Known settings: {', '.join(sorted(allowed))}.",
+                f"The settings file {path} has an unknown setting '{prefix}{key}'.",
+                hint=f"Known settings: {', '.join(prefix + name for name in sorted(allowed))}.",
             )
-        if not isinstance(value, allowed[key]) or isinstance(value, bool):
-            kind = "text in quotes" if allowed[key] is str else "a number"
-            raise ConfigError(f"The setting '{key}' in {path} must be {kind}, not {value!r}.")
-    return raw
+        kind = allowed[key]
+        wrong_bool = isinstance(value, bool) and kind is not bool
+        if not isinstance(value, kind) or wrong_bool:
+            if kind is dict:
+                raise ConfigError(
+                    f"The setting '{key}' in {path} must be a table ([{key}]), not {value!r}."
+                )
+            words = "text in quotes" if kind is str else "true or false" if kind is bool else ""
+            words = words or "a number"
+            raise ConfigError(
+                f"The setting '{prefix}{key}' in {path} must be {words}, not {value!r}."
+            )
 
 
 def _check_log_level(value: str, source: str) -> str:
@@ -216,6 +271,18 @@ def load_settings(
     read_memory = _check_range(
         from_file.get("read_memory_mb", 2048), "read_memory_mb", str(settings_file), 256, 65536
     )
+    display = from_file.get("display", {})
+    report = from_file.get("report", {})
+    assert isinstance(display, dict) and isinstance(report, dict)
+    source = str(settings_file)
+    device = _check_choice(str(from_file.get("device", "auto")), "device", DEVICES, source)
+    theme = _check_choice(str(display.get("theme", "system")), "display.theme", THEMES, source)
+    date_locale = str(display.get("date_locale", "system")).strip()
+    if date_locale != "system" and not _LOCALE_PATTERN.fullmatch(date_locale):
+        raise ConfigError(
+            f"The setting 'display.date_locale' from {source} is '{date_locale}'; use 'system' "
+            "or a locale name such as en_GB or de_DE."
+        )
     return Settings(
         data_dir=root,
         keys_dir=keys_dir.expanduser().resolve(),
@@ -226,7 +293,23 @@ def load_settings(
         encryption=encryption,
         read_timeout_s=read_timeout,
         read_memory_mb=int(read_memory),
+        device=device,
+        theme=theme,
+        date_locale=date_locale,
+        report_include_heatmaps=bool(report.get("include_heatmaps", True)),
+        report_include_note_highlights=bool(report.get("include_note_highlights", True)),
+        report_institution=str(report.get("institution", "")).strip(),
+        report_footer=str(report.get("footer", "")).strip(),
     )
+
+
+def _check_choice(value: str, name: str, choices: tuple[str, ...], source: str) -> str:
+    choice = value.strip().lower()
+    if choice not in choices:
+        raise ConfigError(
+            f"The setting '{name}' from {source} is '{value}'; use one of {', '.join(choices)}."
+        )
+    return choice
 
 
 def _check_range(value: object, name: str, source: str, low: float, high: float) -> float:

@@ -17,6 +17,7 @@ from clinic_app.gui.dialogs import show_error
 from clinic_app.gui.main_window import MainWindow
 from clinic_app.gui.workers import db_write_pool
 from clinic_app.services.database import open_database
+from clinic_app.storage.engine import Database
 
 log = logging.getLogger(__name__)
 
@@ -36,18 +37,43 @@ def create_application(argv: list[str] | None = None) -> QApplication:
 
 
 def run_gui(settings: Settings) -> int:
-    """Open (and migrate) the database, show the main window, run the event loop.
+    """Open (and migrate) the database, sign in, show the main window, run the event loop.
 
     Errors opening the database are shown in a dialog, since a desktop launcher has no
-    console; the exit status is the error's."""
+    console; the exit status is the error's. Signing out returns to the login dialog."""
     app = create_application()
+    from clinic_app.gui.theme import apply_theme
+
+    apply_theme(app, str(getattr(settings, "theme", "system")))
     try:
         database = open_database(settings)
     except ClinicError as exc:
         log.error("The case database could not be opened: %s", exc)
         show_error(None, exc)
         return exc.exit_code
-    window = MainWindow(settings, database)
+    try:
+        while True:
+            window = _signed_in_window(settings, database)
+            if window is None:
+                return 0
+            status = int(app.exec())
+            if not window.signed_out:
+                return status
+    finally:
+        db_write_pool().waitForDone(30_000)
+        database.dispose()
+
+
+def _signed_in_window(settings: Settings, database: Database) -> MainWindow | None:
+    """Sign in (creating the first admin on first run), then show the main window."""
+    from clinic_app.gui.login import sign_in
+
+    wanted: list[bool] = []
+    actor = sign_in(database, on_first_run=lambda _actor, seed: wanted.append(seed))
+    if actor is None:
+        return None
+    seed_demo = any(wanted)
+    window = MainWindow(settings, database, actor)
 
     def excepthook(
         kind: type[BaseException], exc: BaseException, tb: types.TracebackType | None
@@ -58,9 +84,8 @@ def run_gui(settings: Settings) -> int:
 
     sys.excepthook = excepthook
     window.show()
-    log.info("Main window shown (data dir %s)", settings.data_dir)
-    try:
-        return int(app.exec())
-    finally:
-        db_write_pool().waitForDone(30_000)
-        database.dispose()
+    log.info("Main window shown (data dir %s, user %s)", settings.data_dir, actor.username)
+    if seed_demo:
+        window.seed_demo_cases()
+    window.start_model_preload()
+    return window

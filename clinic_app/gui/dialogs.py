@@ -101,14 +101,25 @@ class SystemCheckDialog(QDialog):
         self.status.setText(f"The system check itself failed: {exc}")
 
 
-def show_error(parent: QWidget | None, exc: Exception) -> None:
-    """One clear dialog for an error: a ClinicError's message, or a pointer to the log."""
+def show_error(parent: QWidget | None, exc: Exception) -> QMessageBox:
+    """One clear dialog for an error: a ClinicError's message, or a pointer to the log.
+
+    Over a window it is window-modal but does not block (``open``), so background work and
+    the event loop go on; without a window (start-up) it waits for the user."""
     if isinstance(exc, ClinicError):
-        QMessageBox.warning(parent, "ClinicFusion", str(exc))
+        box = QMessageBox(QMessageBox.Icon.Warning, "ClinicFusion", str(exc), parent=parent)
     else:
-        QMessageBox.critical(
-            parent,
+        box = QMessageBox(
+            QMessageBox.Icon.Critical,
             "ClinicFusion",
             "Something unexpected went wrong and was written to the log file. "
             f"Please send the log to your IT team. ({type(exc).__name__}: {exc})",
+            parent=parent,
         )
+    box.setObjectName("errorDialog")
+    if parent is None:
+        box.exec()
+    else:
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+    return box

@@ -476,6 +476,11 @@ class NoteEditor(QWidget):
             self.history_list.setCurrentRow(0)
         self._show_version_label()
 
+    @property
+    def highlights(self) -> NoteHighlights | None:
+        """The word relevance shown in the Model view (None before an analysis)."""
+        return self._highlights
+
     def set_highlights(self, highlights: NoteHighlights | None, label: str | None = None) -> None:
         """Show what the model read, shaded by relevance to ``label`` (None: no analysis)."""
         self._highlights = highlights
@@ -596,7 +601,7 @@ class NoteEditor(QWidget):
         self._update_dirty()
 
     def _version_text(self, note: NoteInfo) -> str:
-        author = note.author or "unknown"
+        author = note.author or "the system (demo set-up or import)"
         return (
             f"Version {note.version} \u00b7 saved by {author} \u00b7 {format_when(note.created_at)}"
         )

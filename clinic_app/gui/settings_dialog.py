@@ -450,7 +450,15 @@ class SettingsDialog(QDialog):
     def detect_devices(self) -> None:
         """Find out in the background (it imports torch) which devices can run the model."""
         self.device_status.show_status("Detecting\u2026 (loading PyTorch)")
-        background_for(self, detect_compute, self._devices_detected, self._detection_failed)
+        # torch is imported in the model process, never in the app's (it would stall the GUI).
+        from clinic_app.services.model_host import model_host
+
+        background_for(
+            self,
+            lambda: model_host().call(detect_compute),
+            self._devices_detected,
+            self._detection_failed,
+        )
 
     def _devices_detected(self, summary: ComputeSummary) -> None:
         self.compute = summary

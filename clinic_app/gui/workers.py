@@ -17,6 +17,8 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal, Slot
 
+from clinic_app.domain.errors import ClinicError
+
 log = logging.getLogger(__name__)
 
 #: Tasks in flight; holding them keeps their signal objects alive until they have reported.
@@ -58,6 +60,9 @@ class _Task(QRunnable):
     def run(self) -> None:
         try:
             result = self.fn()
+        except ClinicError as exc:  # an expected refusal or a cancel: the callback shows it
+            log.info("Background task ended: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            self.relay.failed.emit(exc)
         except Exception as exc:
             log.exception("Background task failed")
             self.relay.failed.emit(exc)

@@ -146,6 +146,9 @@ def _serve(conn: Connection) -> None:
                 result: Any = LoadedModel(
                     identity.name, identity.version, identity.sha256, predictor.plan.device
                 )
+            elif kind == "call":
+                _, _, fn, args = message
+                result = fn(*args)
             elif kind == "predict":
                 _, _, request, convert = message
                 prediction = _predict(request)
@@ -168,6 +171,7 @@ class ModelHost:
         self._conn: Connection | None = None
         self._ids = itertools.count(1)
         self.loaded: LoadedModel | None = None
+        self._closing = False
 
     def _ensure_started(self) -> Connection:
         if self._process is not None and self._process.is_alive() and self._conn is not None:
@@ -198,6 +202,8 @@ class ModelHost:
 
         On cancel the child finishes in its own time and its late answer is dropped."""
         with self._lock:
+            if self._closing:
+                raise Cancelled("The model was stopped because the app is closing.")
             conn = self._ensure_started()
             request_id = next(self._ids)
             try:
@@ -227,6 +233,8 @@ class ModelHost:
     def _crashed(self) -> NoReturn:
         code = self._process.exitcode if self._process is not None else None
         self._discard()
+        if self._closing:
+            raise Cancelled("The model was stopped because the app is closing.")
         raise ModelError(
             f"The model process stopped unexpectedly (exit code {code}); nothing was stored.",
             hint="Try again; if it happens again, run Tools > System check and send the log "
@@ -255,13 +263,25 @@ class ModelHost:
         result: T = self._call(("predict", request, convert), cancel)
         return result
 
+    def call(self, fn: Callable[..., T], *args: Any, cancel: Callable[[], bool] | None = None) -> T:
+        """Run a module-level function in the model process (e.g. detecting the GPUs, which
+        imports torch) and return its plain result."""
+        result: T = self._call(("call", fn, args), cancel)
+        return result
+
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None and self._process is not None and self._process.is_alive():
-                with contextlib.suppress(OSError):
-                    self._conn.send(("stop", 0))
-                self._process.join(3)
-            self._discard()
+        """Stop the child now, without waiting for a request in flight (it gets Cancelled)."""
+
+        self._closing = True
+        process, conn = self._process, self._conn
+        if process is not None and process.is_alive():
+            process.terminate()
+            process.join(3)
+            if process.is_alive():
+                process.kill()
+        if conn is not None:
+            with contextlib.suppress(OSError):
+                conn.close()
 
 
 _HOST: ModelHost | None = None

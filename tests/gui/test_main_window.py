@@ -5,6 +5,7 @@ import pytest
 from clinic_app import __version__
 from clinic_app.config.settings import Settings
 from clinic_app.domain.intended_use import INTENDED_USE, INTENDED_USE_SHORT
+from clinic_app.domain.records import Role
 
 pytestmark = pytest.mark.gui
 
@@ -87,33 +88,56 @@ def test_system_check_runs_in_the_background_and_shows_the_report(window, qtbot)
     dialog.reject()
 
 
-def test_launch_gui_opens_the_main_window_and_logs(qapp, settings: Settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """The `clinic-app` default path: data folders, log file, main window, event loop."""
+def test_launch_gui_signs_in_then_opens_the_main_window_and_logs(  # type: ignore[no-untyped-def]
+    qapp, settings: Settings, monkeypatch
+) -> None:
+    """The `clinic-app` default path: data folders, log file, login dialog, main window."""
     import sys
 
     from PySide6.QtCore import QTimer
 
-    from clinic_app.app import launch_gui
+    from clinic_app.app import launch_gui, prepare
+    from clinic_app.gui.login import LoginDialog
     from clinic_app.gui.main_window import MainWindow
+    from clinic_app.services.database import open_database
+    from clinic_app.services.users import authenticate, create_first_admin, create_user
+
+    prepare(settings, stderr_level=None)
+    database = open_database(settings)
+    create_first_admin(database, "it-admin", "Admin-password-2026!")
+    admin = authenticate(database, "it-admin", "Admin-password-2026!")
+    create_user(database, admin, "dr-lee", "Correct-horse-battery-9", Role.CLINICIAN)
+    database.dispose()
 
     monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # run_gui installs its own
     seen: list[MainWindow] = []
+    dialogs: list[LoginDialog] = []
 
-    def close_when_shown() -> None:
+    def drive() -> None:
+        for widget in qapp.topLevelWidgets():
+            if isinstance(widget, LoginDialog) and widget.isVisible() and widget not in dialogs:
+                dialogs.append(widget)
+                widget.username_edit.setText("dr-lee")
+                widget.password_edit.setText("Correct-horse-battery-9")
+                widget.sign_in_button.click()
         windows = [w for w in qapp.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
         if not windows:
-            QTimer.singleShot(50, close_when_shown)
+            QTimer.singleShot(50, drive)
             return
         seen.extend(windows)
         for window in windows:
             window.close()
-        qapp.quit()
+        # closing the last window ends app.exec()
 
-    QTimer.singleShot(0, close_when_shown)
+    QTimer.singleShot(0, drive)
     assert launch_gui(settings) == 0
+    assert len(dialogs) == 1
     assert [w.settings.data_dir for w in seen] == [settings.data_dir]
+    assert seen[0].actor is not None and seen[0].actor.username == "dr-lee"
+    assert seen[0].case_list is not None  # a clinician lands on the case list
     assert settings.logs_dir.is_dir() and settings.exports_dir.is_dir()
-    assert "starting with data dir" in settings.log_file.read_text(encoding="utf-8")
+    log = settings.log_file.read_text(encoding="utf-8")
+    assert "starting with data dir" in log and "user dr-lee" in log
 
 
 def test_database_writes_from_the_gui_run_one_at_a_time_in_order(qapp) -> None:  # type: ignore[no-untyped-def]

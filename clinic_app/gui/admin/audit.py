@@ -466,7 +466,7 @@ class AuditViewerDialog(QDialog):
         ):
             check.setChecked(moment is not None)
             if moment is not None:
-                edit.setDateTime(QDateTime(moment.astimezone()))
+                edit.setDateTime(QDateTime.fromMSecsSinceEpoch(int(moment.timestamp() * 1000)))
 
     def apply_filters(self) -> None:
         self.refresh(page=1)

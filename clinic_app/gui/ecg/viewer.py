@@ -87,6 +87,7 @@ class EcgViewer(QWidget):
         self.setAccessibleName("ECG viewer")
         self.setAcceptDrops(True)
         self._recording: EcgRecording | None = None
+        self._relevance: EcgRelevanceMap | None = None
         self._title = ""
         self._zoom_mode: str | float = FIT_WIDTH
         self._actions: list[tuple[QAction, str]] = []
@@ -315,8 +316,14 @@ class EcgViewer(QWidget):
             widget.setEnabled(True)
         self._apply_zoom()
 
+    @property
+    def relevance(self) -> EcgRelevanceMap | None:
+        """The relevance map shaded (None when there is none)."""
+        return self._relevance
+
     def set_relevance(self, relevance: EcgRelevanceMap | None, label: str = "") -> None:
         """Shade each lead over time by ``relevance`` (values 0..1) for suggestion ``label``."""
+        self._relevance = relevance
         self.paper.set_relevance(relevance, label)
         has = self.paper.has_relevance()
         self.relevance_toggle.setVisible(has)

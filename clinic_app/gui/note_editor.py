@@ -51,6 +51,7 @@ from PySide6.QtWidgets import (
 
 from clinic_app.domain.cases import NoteInfo
 from clinic_app.domain.explanations import NoteHighlights, WordRelevance
+from clinic_app.domain.notes import plain_text_from_markdown
 
 #: Background colours of relevance: warm supports the suggestion, cool argues against it.
 SUPPORT_COLOUR = QColor(230, 97, 1)
@@ -500,7 +501,8 @@ class NoteEditor(QWidget):
             else "the note"
         )
         self.model_caption.setText(
-            f"The exact text of {html.escape(version)} the model read. Hover a word to see how "
+            f"The text of {html.escape(version)} as the model read it (without formatting). "
+            "Hover a word to see how "
             f"much it counted for <b>{html.escape(shown_label)}</b>."
         )
         self.tabs.setTabEnabled(self.model_tab_index, True)
@@ -705,7 +707,8 @@ class NoteEditor(QWidget):
         current = self._note.text if self._note is not None and not self.is_dirty() else None
         if current is None:
             current = self.markdown() if self.is_dirty() else ""
-        changed = current.strip() != highlights.text.strip()
+        # The model reads the note without its Markdown markup (domain.notes).
+        changed = plain_text_from_markdown(current).strip() != highlights.text.strip()
         if (
             not changed
             and self._note is not None

@@ -554,6 +554,12 @@ class CaseWorkspace(QMainWindow):
                 [max(420, int(self.width() * 0.34))] * 2,
                 Qt.Orientation.Horizontal,
             )
+            column = int(self.height() * 0.6)  # above the ECG: suggestions get the larger part
+            self.resizeDocks(
+                [self.results_dock, self.note_dock],
+                [int(column * 0.6), int(column * 0.4)],
+                Qt.Orientation.Vertical,
+            )
 
     def layout_state(self) -> QByteArray:
         return self.saveState()

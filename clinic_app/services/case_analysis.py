@@ -40,6 +40,7 @@ from clinic_app.domain.explanations import (
     TileScore,
     WordRelevance,
 )
+from clinic_app.domain.notes import plain_text_from_markdown
 from clinic_app.domain.pathology import SlideSource
 from clinic_app.domain.records import Modality
 from clinic_app.domain.signals import EcgRecording
@@ -327,7 +328,7 @@ def analyse_case(
             ecg_lead_names=tuple(recording.lead_names) if recording is not None else (),
             ecg_duration_s=recording.duration_s if recording is not None else 0.0,
             note_version=note.version if note is not None else None,
-            note_text=note.text if note is not None else None,
+            note_text=plain_text_from_markdown(note.text) if note is not None else None,
         )
         if host is not None:
             stack.close()  # the model process reads the verified files itself

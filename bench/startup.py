@@ -26,7 +26,7 @@ from pathlib import Path
 
 from bench._common import cpu_busy_fraction
 
-USER, PASSWORD = "bench-admin", "bench-password-2026!"
+USER, PASSWORD = "bench-clinician", "bench-password-2026!"
 
 BASELINE = r"""
 import sys, time
@@ -69,7 +69,11 @@ def sign_in(dialog):
     plain[0].setText(sys.argv[2])
     secret[0].setText(sys.argv[3])
     report["login_submitted"] = time.time()
-    secret[0].returnPressed.emit()
+    button = getattr(dialog, "sign_in_button", None)
+    if button is not None:
+        button.click()
+    else:
+        secret[0].returnPressed.emit()
 
 
 from clinic_app.gui.application import create_application
@@ -85,12 +89,15 @@ sys.exit(main(["--data-dir", sys.argv[1], "gui"]))
 
 def prepare(data_dir: Path) -> None:
     from clinic_app.config.settings import load_settings
+    from clinic_app.domain.records import Role
     from clinic_app.services.database import open_database
-    from clinic_app.services.users import create_first_admin
+    from clinic_app.services.users import authenticate, create_first_admin, create_user
 
     settings = load_settings(data_dir, environ=dict(os.environ))
     database = open_database(settings)
-    create_first_admin(database, USER, PASSWORD)
+    create_first_admin(database, "bench-admin", PASSWORD)
+    admin = authenticate(database, "bench-admin", PASSWORD)
+    create_user(database, admin, USER, PASSWORD, Role.CLINICIAN)  # lands on the case list
     database.dispose()
 
 

@@ -87,5 +87,6 @@ def _signed_in_window(settings: Settings, database: Database) -> MainWindow | No
     log.info("Main window shown (data dir %s, user %s)", settings.data_dir, actor.username)
     if seed_demo:
         window.seed_demo_cases()
-    window.start_model_preload()
+    if window.workspace is not None:  # only roles that open cases need the model
+        window.start_model_preload()
     return window

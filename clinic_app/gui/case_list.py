@@ -638,7 +638,9 @@ class CompositeDemoBadgeDelegate(QStyledItemDelegate):
             selected = bool(item.state & QStyle.StateFlag.State_Selected)
             role = QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text
             painter.setPen(item.palette.color(role))
-            title = summary.title.strip() or "(untitled)"
+            # the badge says it: the drawn title need not repeat "Composite demo case — "
+            title = summary.title.strip().removeprefix(f"{COMPOSITE_DEMO_TAG} \u2014 ")
+            title = title or "(untitled)"
             elided = metrics.elidedText(title, Qt.TextElideMode.ElideRight, int(rest.width()))
             painter.drawText(
                 rest, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, elided

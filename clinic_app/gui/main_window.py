@@ -358,10 +358,14 @@ class MainWindow(QMainWindow):
             )
 
         def done(summary: Any) -> None:
-            self.case_list.refresh()
+            self._refresh_list()
             self.open_case(summary.case_uid)
 
         run_db_write(work, done, lambda exc: show_error(self, exc))
+
+    def _refresh_list(self) -> None:
+        if self.case_list is not None:
+            self.case_list.refresh()
 
     def create_case_dialog(self) -> None:
         if self.case_list is not None and hasattr(self.case_list, "new_case"):
@@ -411,7 +415,7 @@ class MainWindow(QMainWindow):
 
         def finished(result: tuple[str, list[str], list[tuple[str, str]]]) -> None:
             uid, done, failed = result
-            self.case_list.refresh()
+            self._refresh_list()
             self.statusBar().showMessage(f"Imported {len(done)} file(s) into case {uid}", 8000)
             if failed:
                 lines = "\n".join(f"\u2022 {name}: {why}" for name, why in failed)
@@ -449,7 +453,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage("Adding the composite demo cases\u2026")
 
         def done(created: Any) -> None:
-            self.case_list.refresh()
+            self._refresh_list()
             self.statusBar().showMessage(
                 f"Added {len(created)} composite demo case(s): built from public data of "
                 "different people, not real patients.",

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+from PySide6.QtWidgets import QLabel
 
 from clinic_app import __version__
 from clinic_app.config.settings import Settings
@@ -169,3 +170,28 @@ def test_database_writes_from_the_gui_run_one_at_a_time_in_order(qapp) -> None: 
     assert order == list(range(8))
     assert peak[0] == 1
     assert threading.get_ident() not in threads
+
+
+def test_an_administrator_gets_the_administration_page_not_the_case_list(  # type: ignore[no-untyped-def]
+    qtbot, settings: Settings
+) -> None:
+    """Administrators do not read cases: no case list, no Case menu, the admin actions."""
+    from clinic_app.app import prepare
+    from clinic_app.gui.main_window import MainWindow
+    from clinic_app.services.database import open_database
+    from clinic_app.services.users import authenticate, create_first_admin
+
+    prepare(settings, stderr_level=None)
+    database = open_database(settings)
+    create_first_admin(database, "it-admin", "Admin-password-2026!")
+    admin = authenticate(database, "it-admin", "Admin-password-2026!")
+    window = MainWindow(settings, database, admin)
+    qtbot.addWidget(window)
+    window.show()
+    assert window.case_list is None and window.workspace is None
+    assert window.findChild(QLabel, "adminHome") is not None
+    titles = [action.text() for action in window.menuBar().actions()]
+    assert titles == ["&File", "&Admin", "&Tools", "&Help"]
+    window._refresh_list()  # what the demo seeding calls when it finishes: no case list, no error
+    window.close()
+    database.dispose()

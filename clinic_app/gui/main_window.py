@@ -80,6 +80,7 @@ class MainWindow(QMainWindow):
         self.actor = actor
         self.services: Any = None
         self.signed_out = False
+        self.import_report: QMessageBox | None = None
         self.model_state = "idle"  # idle | loading | ready | failed
         self.setWindowTitle(f"ClinicFusion {__version__} \u2014 research use only")
         self._fit_to_screen()
@@ -419,12 +420,17 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"Imported {len(done)} file(s) into case {uid}", 8000)
             if failed:
                 lines = "\n".join(f"\u2022 {name}: {why}" for name, why in failed)
-                QMessageBox.warning(
-                    self,
+                box = QMessageBox(
+                    QMessageBox.Icon.Warning,
                     "Some files were not imported",
                     f"{len(failed)} file(s) could not be imported into case {uid}; nothing "
                     f"of them was stored:\n\n{lines}",
+                    parent=self,
                 )
+                box.setObjectName("importErrors")
+                box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+                box.open()  # window-modal, but the event loop (and other imports) go on
+                self.import_report = box
             if self._case_open() and self.workspace.case_uid == uid:
                 self.workspace.open_case(uid)
             elif case_uid is None:

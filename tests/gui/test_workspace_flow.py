@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pydicom
 import pytest
 
 from bench._common import cpu_busy_fraction
@@ -23,18 +22,6 @@ from clinic_app.domain.records import CaseStatus, DecisionAction, Role
 pytestmark = pytest.mark.gui
 
 USER, PASSWORD = "dr-lee", "Correct-horse-battery-9"
-ECG_FILE = Path(pydicom.__file__).parent / "data" / "test_files" / "waveform_ecg.dcm"
-NOTE = (
-    "Sixty-two year old with two days of intermittent palpitations and light-headedness. "
-    "Irregularly irregular pulse at 110 per minute on examination, blood pressure 138/84. "
-    "No chest pain. Colon biopsy last month showed adenocarcinoma; staging pending."
-)
-
-
-def ihc_image() -> Path:
-    import skimage
-
-    return Path(skimage.__file__).parent / "data" / "ihc.png"
 
 
 class StallProbe:
@@ -82,6 +69,7 @@ def session(qtbot, settings: Settings) -> Iterator[dict[str, Any]]:  # type: ign
     from clinic_app.gui.main_window import MainWindow
     from clinic_app.services.app_services import AppServices
     from clinic_app.services.database import open_database
+    from clinic_app.services.demo_cases import seed_demo_cases
     from clinic_app.services.model_host import shutdown_model_host
     from clinic_app.services.users import authenticate, create_first_admin, create_user
 
@@ -100,10 +88,10 @@ def session(qtbot, settings: Settings) -> Iterator[dict[str, Any]]:  # type: ign
     )
     actor = authenticate(database, USER, PASSWORD)
     services = AppServices.create(settings, database)
-    case = services.cases.create_case(actor, title="Palpitations", birth_year=1964, sex="F")
-    services.ingest.import_file(actor, case.case_uid, ECG_FILE)
-    services.ingest.import_file(actor, case.case_uid, ihc_image())
-    services.ingest.save_typed_note(actor, case.case_uid, NOTE)
+    # the composite demo case built from package files: pydicom's real 12-lead ECG,
+    # scikit-image's IHC micrograph and a note the team wrote
+    (case,) = seed_demo_cases(services.cases, services.ingest, admin_actor, keys=["colon-ihc"])
+    assert case.is_composite_demo
     window = MainWindow(settings, database, actor)
     qtbot.addWidget(window)
     window.show()
@@ -135,7 +123,8 @@ def test_open_analyse_explain_override_and_sign(qtbot, session: dict[str, Any]) 
     qtbot.waitUntil(lambda: workspace.slide_viewer.source is not None, timeout=30_000)
     assert workspace.ecg_viewer.recording() is not None
     assert len(workspace.ecg_viewer.recording().lead_names) == 12
-    assert "palpitations" in workspace.note_editor.markdown().lower()
+    assert "immunohistochemistry" in workspace.note_editor.markdown().lower()
+    assert not workspace.composite_badge.isHidden()
     assert window.stack.currentWidget() is workspace
 
     # analyse in the worker while a timer probes the event loop
@@ -206,3 +195,30 @@ def test_open_analyse_explain_override_and_sign(qtbot, session: dict[str, Any]) 
     page = show(services.database, session["admin"], AuditFilter(case_uid=uid), page_size=500)
     kinds = {entry.event_type for entry in page.entries}
     assert {"case.read", "case.input.read", "case.analyse", "case.decide", "case.sign"} <= kinds
+
+
+def test_dropped_files_go_into_a_new_case_and_a_bad_one_is_named(  # type: ignore[no-untyped-def]
+    qtbot, session: dict[str, Any], tmp_path: Path
+) -> None:
+    window, services, actor = session["window"], session["services"], session["actor"]
+    note = tmp_path / "referral.txt"
+    note.write_text(
+        "Referral: 58-year-old with exertional chest tightness for three weeks, relieved by "
+        "rest. Smoker. Father had a myocardial infarction at 60. Please assess.",
+        encoding="utf-8",
+    )
+    broken = tmp_path / "ecg-from-usb.dcm"
+    broken.write_bytes(b"\x00" * 128 + b"DICM" + b"\x02\x00" * 20)
+    before = services.cases.list_cases(actor).total
+    window.import_files(None, [note, broken])
+    qtbot.waitUntil(lambda: window.import_report is not None, timeout=60_000)
+    text = window.import_report.text()
+    assert "ecg-from-usb.dcm" in text and "referral.txt" not in text
+    window.import_report.close()
+    page = services.cases.list_cases(actor)
+    assert page.total == before + 1
+    new_uid = page.items[0].case_uid
+    detail = services.cases.get_case(actor, new_uid)
+    assert detail.latest_note is not None and "chest tightness" in detail.latest_note.text
+    assert detail.inputs == []  # nothing of the broken file was stored
+    qtbot.waitUntil(lambda: window.workspace.case_uid == new_uid, timeout=20_000)

@@ -35,6 +35,7 @@ from clinic_app.domain.explanations import AnalysisExplanation
 from clinic_app.domain.records import DecisionAction
 from clinic_app.gui.decision_panel import DecisionPanel
 from clinic_app.gui.dialogs import show_error
+from clinic_app.gui.ecg.viewer import FIT_PAGE
 from clinic_app.gui.ecg_viewer import EcgViewer
 from clinic_app.gui.note_editor import NoteEditor
 from clinic_app.gui.results_panel import ResultsPanel
@@ -110,6 +111,10 @@ class CaseWorkspace(QMainWindow):
         self.results_dock.raise_()
         self.note_dock.raise_()
         self.ecg_viewer.setMinimumHeight(220)
+        # The whole 12-lead page at a glance in the dock; Fit width or true size on demand.
+        fit_page = self.ecg_viewer.zoom_combo.findData(FIT_PAGE)
+        if fit_page >= 0:
+            self.ecg_viewer.zoom_combo.setCurrentIndex(fit_page)
         self._sized = False
 
         self._build_header()

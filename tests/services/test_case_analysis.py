@@ -6,6 +6,7 @@ on both back ends stop before the model: cancelling, and a stored file changed o
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from clinic_app.config.settings import Settings, load_settings
 from clinic_app.domain.cases import AnalysisInfo
 from clinic_app.domain.errors import Cancelled, StorageError
 from clinic_app.domain.explanations import AnalysisExplanation
+from clinic_app.domain.notes import plain_text_from_markdown
 from clinic_app.domain.records import Modality, Role
 from clinic_app.services.case_analysis import analyse_case, load_case_views
 from clinic_app.services.cases import CaseService
@@ -111,8 +113,11 @@ def test_the_stored_analysis_carries_an_explanation_that_fits_its_inputs(
         assert sum(ecg.lead_share.values()) == pytest.approx(1.0)
 
         note = explanation.note
-        assert note is not None and note.text == views.note.text
-        assert note.text_sha256 == views.note.sha256 and note.note_version == views.note.version
+        # the model reads the stored Markdown note without its markup
+        assert note is not None and note.text == plain_text_from_markdown(views.note.text)
+        assert "**" not in note.text and not note.text.startswith("#")
+        assert note.text_sha256 == hashlib.sha256(note.text.encode("utf-8")).hexdigest()
+        assert note.note_version == views.note.version
         assert note.words
         for word in note.words:
             assert 0 <= word.start < word.end <= len(note.text)

@@ -14,11 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import (
-    QAbstractTableModel,
     QDateTime,
     QItemSelection,
-    QModelIndex,
-    QPersistentModelIndex,
     Qt,
 )
 from PySide6.QtGui import QFontDatabase, QKeySequence
@@ -49,6 +46,8 @@ from clinic_app.domain.errors import AccessDenied
 from clinic_app.domain.permissions import Permission, allowed
 from clinic_app.domain.records import AuditAction, AuditOutcome
 from clinic_app.gui.admin._common import (
+    ModelIndex,
+    RowTableModel,
     StatusLabel,
     add_action,
     background_for,
@@ -64,8 +63,6 @@ from clinic_app.services.audit import AuditEntry, AuditFilter, AuditPage, Export
 from clinic_app.services.context import Actor
 from clinic_app.storage.audit import VerificationResult
 from clinic_app.storage.engine import Database
-
-ModelIndex = QModelIndex | QPersistentModelIndex
 
 #: Suggestions for the event-type filter; any type, or a prefix ending in "*", may be typed.
 EVENT_TYPE_SUGGESTIONS = (
@@ -104,7 +101,7 @@ EXPORT_FILTERS = {
 PAGE_SIZES = (50, 100, 200, 500)
 
 
-class AuditTableModel(QAbstractTableModel):
+class AuditTableModel(RowTableModel[AuditEntry]):
     """One page of audit entries; the rows are plain :class:`AuditEntry` values."""
 
     COLUMNS = (
@@ -119,35 +116,16 @@ class AuditTableModel(QAbstractTableModel):
         "Case",
     )
 
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self._entries: tuple[AuditEntry, ...] = ()
-
     def set_entries(self, entries: tuple[AuditEntry, ...]) -> None:
-        self.beginResetModel()
-        self._entries = entries
-        self.endResetModel()
+        self.replace_rows(entries)
 
     def entry(self, row: int) -> AuditEntry:
-        return self._entries[row]
-
-    def rowCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self._entries)
-
-    def columnCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.COLUMNS)
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return self.COLUMNS[section]
-        return None
+        return self.rows[row]
 
     def data(self, index: ModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
             return None
-        entry = self._entries[index.row()]
+        entry = self.rows[index.row()]
         column = index.column()
         if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
             values = (

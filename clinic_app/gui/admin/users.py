@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -34,6 +34,8 @@ from PySide6.QtWidgets import (
 from clinic_app.domain.errors import InputError
 from clinic_app.domain.records import Role
 from clinic_app.gui.admin._common import (
+    ModelIndex,
+    RowTableModel,
     StatusLabel,
     WrappedLabel,
     add_action,
@@ -49,8 +51,6 @@ from clinic_app.services import users as user_service
 from clinic_app.services.context import Actor
 from clinic_app.services.users import UserInfo, check_password_policy, validate_username
 from clinic_app.storage.engine import Database
-
-ModelIndex = QModelIndex | QPersistentModelIndex
 
 ROLE_NAMES = {
     Role.CLINICIAN: "Clinician",
@@ -82,32 +82,17 @@ _COLUMNS: tuple[tuple[str, Callable[[UserInfo], str]], ...] = (
 )
 
 
-class UsersTableModel(QAbstractTableModel):
+class UsersTableModel(RowTableModel[UserInfo]):
     """The accounts, one row each; disabled and locked accounts are marked in colour."""
 
     COLUMNS = tuple(header for header, _ in _COLUMNS)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.users: list[UserInfo] = []
+    @property
+    def users(self) -> list[UserInfo]:
+        return self.rows
 
     def set_users(self, users: list[UserInfo]) -> None:
-        self.beginResetModel()
-        self.users = list(users)
-        self.endResetModel()
-
-    def rowCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.users)
-
-    def columnCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.COLUMNS)
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return self.COLUMNS[section]
-        return None
+        self.replace_rows(users)
 
     def data(self, index: ModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():

@@ -418,6 +418,91 @@ class Report(Base):
     case: Mapped[Case] = relationship(back_populates="reports")
 
 
+# -- batch import and batch analysis --------------------------------------------------------
+class ImportedSource(Base):
+    """A source file already imported: a keyed digest of its original bytes, so a batch import
+    run twice (or a file listed twice) is recognised and skipped. Keyed (HMAC-SHA256 with the
+    installation's secret), never a plain sha256: a plain hash of an identifiable file would let
+    anyone holding that file confirm the patient is in this database."""
+
+    __tablename__ = "imported_sources"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))  # InputKind value: slide, image, ecg, note
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BatchRunState(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    CANCELLING = "cancelling"
+    CANCELLED = "cancelled"
+    FINISHED = "finished"
+
+
+class BatchItemState(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class BatchRun(Base):
+    """One batch analysis: a persistent queue of cases, so a crash or kill -9 loses nothing
+    and a restarted worker resumes where it stopped."""
+
+    __tablename__ = "batch_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    state: Mapped[BatchRunState] = mapped_column(
+        _enum(BatchRunState, "batch_run_state"), default=BatchRunState.QUEUED, index=True
+    )
+    bundle: Mapped[str | None] = mapped_column(String(1024))
+    device: Mapped[str] = mapped_column(String(32), default="auto")
+    explain: Mapped[bool] = mapped_column(Boolean, default=True)
+    batch_size: Mapped[int] = mapped_column(Integer, default=8)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    #: The worker holding the run ("host:pid:uuid") and until when; a lapsed lease is free.
+    worker: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None]
+
+    items: Mapped[list[BatchItem]] = relationship(
+        back_populates="run", cascade="all, delete-orphan", order_by="BatchItem.id"
+    )
+
+
+class BatchItem(Base):
+    """One case of a batch run and what became of it."""
+
+    __tablename__ = "batch_items"
+    __table_args__ = (
+        UniqueConstraint("run_id", "case_uid", name="uq_batch_items_run_id_case_uid"),
+        Index("ix_batch_items_run_id_state", "run_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("batch_runs.id", ondelete="CASCADE"))
+    case_uid: Mapped[str] = mapped_column(String(40), index=True)
+    state: Mapped[BatchItemState] = mapped_column(
+        _enum(BatchItemState, "batch_item_state"), default=BatchItemState.QUEUED
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    analysis_id: Mapped[int | None] = mapped_column(
+        ForeignKey("analyses.id", ondelete="SET NULL")
+    )
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    run: Mapped[BatchRun] = relationship(back_populates="items")
+
+
 # -- audit trail ----------------------------------------------------------------------------
 class AuditEvent(Base):
     """One audited action (DICOM PS3.15 A.5 / IHE ATNA fields), hash-chained to the previous.

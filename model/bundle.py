@@ -140,6 +140,15 @@ def write_metadata(folder: str | Path, metadata: dict[str, Any]) -> BundleInfo:
     return verify_bundle(root)
 
 
+def critical_label_keys(metadata: Mapping[str, Any]) -> frozenset[str]:
+    """The "system|code" of every label the bundle flags critical (for triage)."""
+    return frozenset(
+        f"{label['system']}|{label['code']}"
+        for label in metadata.get("labels", ())
+        if isinstance(label, Mapping) and label.get("critical") is True
+    )
+
+
 def content_sha256(metadata: dict[str, Any]) -> str:
     """sha256 of metadata.json's content in canonical JSON, without the hash itself.
 
@@ -356,7 +365,12 @@ def save_bundle(
         "architecture": config.name,
         "inputs": _inputs_section(config),
         "labels": [
-            {"system": label.system, "code": label.code, "display": label.display}
+            {
+                "system": label.system,
+                "code": label.code,
+                "display": label.display,
+                "critical": label.critical,
+            }
             for label in config.labels
         ],
         "heads": {

@@ -92,6 +92,9 @@ class LabelSpec:
     system: str
     code: str
     display: str
+    #: A finding that should not wait (e.g. atrial fibrillation, malignancy): the triage
+    #: worklist ranks cases by the highest calibrated probability of a critical label.
+    critical: bool = False
 
 
 @dataclass(frozen=True)

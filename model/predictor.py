@@ -88,6 +88,7 @@ class Suggestion:
     display: str
     probability: float
     abstained: bool
+    critical: bool = False  # the bundle flags this label critical (triage ranks by it)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -96,6 +97,7 @@ class Suggestion:
             "display": self.display,
             "probability": self.probability,
             "abstained": self.abstained,
+            "critical": self.critical,
         }
 
 
@@ -674,6 +676,7 @@ class Predictor:
                     display=config.labels[j].display,
                     probability=round(float(probs[j]), _PROBABILITY_DECIMALS),
                     abstained=bool(abstained[index, j]),
+                    critical=config.labels[j].critical,
                 )
                 for j in order
             )

@@ -30,12 +30,12 @@ DEMO_LABELS: tuple[LabelSpec, ...] = (
     LabelSpec(SNOMED, "426783006", "Sinus rhythm"),
     LabelSpec(SNOMED, "427084000", "Sinus tachycardia"),
     LabelSpec(SNOMED, "426177001", "Sinus bradycardia"),
-    LabelSpec(SNOMED, "164889003", "Atrial fibrillation"),
+    LabelSpec(SNOMED, "164889003", "Atrial fibrillation", critical=True),
     LabelSpec(SNOMED, "284470004", "Premature atrial contraction"),
     LabelSpec(SNOMED, "427172004", "Premature ventricular contractions"),
     LabelSpec(SNOMED, "164934002", "T wave abnormal"),
     LabelSpec(SNOMED, "55827005", "Left ventricular hypertrophy"),
-    LabelSpec(SNOMED, "35917007", "Adenocarcinoma, no subtype"),
+    LabelSpec(SNOMED, "35917007", "Adenocarcinoma, no subtype", critical=True),
 )
 DEMO_SPECIALTIES = (
     "Cardiovascular / Pulmonary",

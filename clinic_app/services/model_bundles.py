@@ -8,7 +8,7 @@ from pathlib import Path
 from clinic_app.config.assets import shipped_bundles_dir
 from clinic_app.config.settings import Settings
 from clinic_app.domain.errors import ModelError
-from model.bundle import METADATA_FILENAME, BundleInfo, verify_bundle
+from model.bundle import METADATA_FILENAME, BundleInfo, critical_label_keys, verify_bundle
 from model.errors import BundleError
 
 
@@ -38,3 +38,10 @@ def verify_model_bundle(path: Path) -> BundleInfo:
         return verify_bundle(path)
     except BundleError as exc:
         raise ModelError(str(exc)) from exc
+
+
+def critical_codes(bundle_dir: Path) -> frozenset[str]:
+    """The "system|code" of the labels the bundle flags critical (the triage worklist's risk).
+
+    Read from the verified metadata, so a hand-edited flag in an altered bundle is refused."""
+    return critical_label_keys(verify_model_bundle(bundle_dir).metadata)

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from clinic_app.io.readers import LoadedInput
     from clinic_app.services.context import Actor
     from clinic_app.storage.engine import Database
-    from model.config import FusionConfig, ImageConfig
+    from model.config import FusionConfig, ImageConfig, LabelSpec
     from model.predictor import CaseInput
     from model.training.cases import TrainingCase
     from model.training.manifest import Manifest, ManifestRow
@@ -745,23 +745,33 @@ def _training_errors() -> Iterator[None]:
             raise InputError(str(exc)) from exc
 
 
-def _display_names(config: FusionConfig) -> dict[str, str]:
+def _known_labels(config: FusionConfig) -> dict[str, LabelSpec]:
+    """Labels known by name: the registry's demonstration labels, then the base config's."""
     from model.registry import DEMO_LABELS
 
-    names = {f"{label.system}|{label.code}": label.display for label in DEMO_LABELS}
-    names.update({f"{label.system}|{label.code}": label.display for label in config.labels})
-    return names
+    known = {f"{label.system}|{label.code}": label for label in DEMO_LABELS}
+    known.update({f"{label.system}|{label.code}": label for label in config.labels})
+    return known
 
 
 def config_for_manifest(base: FusionConfig, manifest: Manifest) -> FusionConfig:
-    """``base`` with the manifest's labels and extra heads (displays from known labels)."""
+    """``base`` with the manifest's labels and extra heads (display names and critical flags
+    from known labels; a data team flags others critical in the config's ``labels``)."""
     from model.config import ExtraHead, LabelSpec
 
-    displays = _display_names(base)
+    known = _known_labels(base)
     labels = []
     for name in manifest.label_names():
         system, _, code = name.partition("|")
-        labels.append(LabelSpec(system, code, displays.get(name, code)))
+        spec = known.get(name)
+        labels.append(
+            LabelSpec(
+                system,
+                code,
+                spec.display if spec else code,
+                critical=spec.critical if spec else False,
+            )
+        )
     if not labels:
         raise InputError(f"The manifest {manifest.path} names no diagnosis labels to train.")
     previous = {head.name: head for head in base.extra_heads}
@@ -1078,7 +1088,13 @@ def _demo_cohort(shared: Path, run_dir: Path, seed: int) -> tuple[Path, tuple[Fu
     """Build the composite demo cohort's manifest in the run folder; the demo model config."""
     from model.config import LabelSpec
     from model.training.demo import demo_config
-    from model.training.demo_data import DEMO_LABELS, build_demo_manifest, demo_data_card
+    from model.training.demo_data import (
+        ATRIAL_FIBRILLATION,
+        DEMO_LABELS,
+        MALIGNANT_NEOPLASM,
+        build_demo_manifest,
+        demo_data_card,
+    )
     from model.training.manifest import load_manifest
 
     if not (shared / "ecg").is_dir() or not (shared / "text").is_dir():
@@ -1091,7 +1107,8 @@ def _demo_cohort(shared: Path, run_dir: Path, seed: int) -> tuple[Path, tuple[Fu
     labels = []
     for name, display in DEMO_LABELS:
         system, _, code = name.partition("|")
-        labels.append(LabelSpec(system, code, display))
+        critical = name in (ATRIAL_FIBRILLATION, MALIGNANT_NEOPLASM)
+        labels.append(LabelSpec(system, code, display, critical=critical))
     return cohort.manifest, (demo_config(labels, specialties), demo_data_card(cohort.summary))
 
 

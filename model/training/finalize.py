@@ -138,10 +138,13 @@ def model_card(
         f"- Note branch: {config.text.model_key} ({text_state}).",
         "",
         "## Outputs",
-        "| label | system | code |",
-        "|---|---|---|",
+        "| label | system | code | critical (triage) |",
+        "|---|---|---|---|",
     ]
-    lines += [f"| {lab.display} | {lab.system} | {lab.code} |" for lab in config.labels]
+    lines += [
+        f"| {lab.display} | {lab.system} | {lab.code} | {'yes' if lab.critical else ''} |"
+        for lab in config.labels
+    ]
     for head in config.extra_heads:
         lines.append("")
         lines.append(

@@ -95,7 +95,12 @@ def test_round_trip_gives_identical_outputs_and_complete_metadata(
         "data_card.md",
         "metrics.json",
     }
-    assert meta["labels"][0] == {"system": SNOMED, "code": "426783006", "display": "Sinus rhythm"}
+    assert meta["labels"][0] == {
+        "system": SNOMED,
+        "code": "426783006",
+        "display": "Sinus rhythm",
+        "critical": False,
+    }
     assert meta["heads"]["extra"][0]["name"] == "specialty"
     assert set(meta["versions"]) >= {"torch", "monai", "transformers", "clinicfusion"}
     assert meta["inputs"]["ecg"]["sampling_rate_hz"] == 100

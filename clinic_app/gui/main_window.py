@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
     QStackedWidget,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QTextBrowser,
     QVBoxLayout,
     QWidget,
@@ -106,6 +107,8 @@ class MainWindow(QMainWindow):
 
         self.case_list: Any = None
         self.workspace: Any = None
+        self.worklist: Any = None
+        self._worklist_pending = False
         if database is not None and actor is not None:
             self._build_session(database, actor)
         else:
@@ -174,14 +177,89 @@ class MainWindow(QMainWindow):
         if hasattr(self.case_list, "newCaseRequested"):
             self.case_list.newCaseRequested.connect(self.create_case)
         self.workspace = CaseWorkspace(self.services, actor)
-        self.workspace.caseChanged.connect(lambda _uid: self.case_list.refresh())
+        self.workspace.caseChanged.connect(lambda _uid: self._refresh_list())
         self.workspace.statusMessage.connect(lambda text: self.statusBar().showMessage(text, 8000))
         self.workspace.modelCardRequested.connect(self.show_model_card)
         self.workspace.closeRequested.connect(self.show_case_list)
         self.workspace.import_files = self.import_files
-        self.stack.addWidget(self.case_list)
+        # The home page: all cases, and the triage worklist (built when first shown: it needs
+        # the bundle's critical labels, which take a verification of the bundle to read).
+        self.home_tabs = QTabWidget()
+        self.home_tabs.setObjectName("homeTabs")
+        self.home_tabs.setDocumentMode(True)
+        self.home_tabs.addTab(self.case_list, "All cases")
+        self.worklist_holder = QWidget()
+        self.worklist_holder.setObjectName("worklistHolder")
+        self.worklist_layout = QVBoxLayout(self.worklist_holder)
+        self.worklist_layout.setContentsMargins(0, 0, 0, 0)
+        self.home_tabs.addTab(self.worklist_holder, "Triage worklist")
+        self.home_tabs.setTabToolTip(
+            1, "Analysed cases by risk or uncertainty, for fast keyboard review (Ctrl+T)"
+        )
+        self.home_tabs.currentChanged.connect(self._home_tab_changed)
+        self.stack.addWidget(self.home_tabs)
         self.stack.addWidget(self.workspace)
         self.setAcceptDrops(True)
+
+    def _home_tab_changed(self, index: int) -> None:
+        if index == 1:
+            self._ensure_worklist()
+            if self.worklist is not None:
+                self.worklist.setFocus()
+        elif self.case_list is not None:
+            self.case_list.setFocus()
+
+    def _ensure_worklist(self) -> None:
+        """Build the worklist once: the critical labels are read in the background first."""
+        if self.worklist is not None or self._worklist_pending or self.services is None:
+            return
+        from clinic_app.services.analysis import resolve_bundle
+        from clinic_app.services.model_bundles import critical_codes
+
+        settings = self.settings
+        self._worklist_pending = True
+        layout = self.worklist_layout
+        waiting = QLabel("Reading the model's critical labels\u2026")
+        waiting.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        layout.addWidget(waiting)
+
+        def codes() -> frozenset[str]:
+            return critical_codes(resolve_bundle(settings, None))
+
+        def build(found: frozenset[str]) -> None:
+            from clinic_app.gui.worklist import WorklistView
+            from clinic_app.services.worklist import WorklistService
+
+            self._worklist_pending = False
+            waiting.deleteLater()
+            if self.actor is None or self.services is None:
+                return
+            service = WorklistService(self.services.cases, critical_codes=found)
+            self.worklist = WorklistView(service, self.actor)
+            self.worklist.openCase.connect(self.open_case)
+            self.worklist.caseChanged.connect(lambda _uid: self._refresh_list())
+            self.worklist.statusMessage.connect(
+                lambda text: self.statusBar().showMessage(text, 8000)
+            )
+            layout.addWidget(self.worklist)
+            if self.home_tabs.currentIndex() == 1:
+                self.worklist.setFocus()
+
+        def failed(exc: Exception) -> None:
+            # Without the bundle the worklist still ranks new analyses by their stored flags.
+            log.warning("Critical labels unavailable for the worklist: %s", exc)
+            build(frozenset())
+
+        run_in_background(codes, build, failed)
+
+    def show_worklist(self) -> None:
+        if self.case_list is None:
+            return
+        if self.workspace is not None:
+            self.workspace.clear()
+        self.stack.setCurrentIndex(_LIST_PAGE)
+        self.home_tabs.setCurrentIndex(1)
+        self._ensure_worklist()
 
     def _build_admin_home(self) -> QWidget:
         home = self._build_home()
@@ -231,6 +309,9 @@ class MainWindow(QMainWindow):
         if cases:
             self._action(file_menu, "&New case\u2026", self.create_case_dialog, "Ctrl+N")
             self._action(file_menu, "&Import files into case\u2026", self.import_dialog, "Ctrl+I")
+            self._action(
+                file_menu, "Import &many cases\u2026", self.batch_import_dialog, "Ctrl+Shift+I"
+            )
             file_menu.addSeparator()
         self._action(file_menu, "Open &data folder", self.open_data_folder)
         file_menu.addSeparator()
@@ -242,7 +323,10 @@ class MainWindow(QMainWindow):
             case_menu = self.menuBar().addMenu("&Case")
             case_menu.addAction(self.workspace.analyse_action)
             case_menu.addAction(self.workspace.cancel_action)
+            case_menu.addAction(self.workspace.report_action)
+            case_menu.addSeparator()
             self._action(case_menu, "Back to case &list", self.show_case_list, "Ctrl+L")
+            self._action(case_menu, "&Triage worklist", self.show_worklist, "Ctrl+T")
             self._action(case_menu, "&Refresh case list", self.case_list.refresh, "F5")
             view_menu = self.menuBar().addMenu("&View")
             for dock in (
@@ -320,6 +404,8 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.save_layout()
+        if self.worklist is not None:
+            self.worklist.wait_for_background()
         if self.workspace is not None:
             self.workspace.clear()
         if self.model_state != "idle":
@@ -335,6 +421,7 @@ class MainWindow(QMainWindow):
             self.workspace.clear()
         self.stack.setCurrentIndex(_LIST_PAGE)
         if self.case_list is not None:
+            self.home_tabs.setCurrentIndex(0)
             self.case_list.setFocus()
 
     def open_case(self, case_uid: str) -> None:
@@ -367,6 +454,8 @@ class MainWindow(QMainWindow):
     def _refresh_list(self) -> None:
         if self.case_list is not None:
             self.case_list.refresh()
+        if self.worklist is not None:
+            self.worklist.refresh()
 
     def create_case_dialog(self) -> None:
         if self.case_list is not None and hasattr(self.case_list, "new_case"):
@@ -385,6 +474,18 @@ class MainWindow(QMainWindow):
         if paths:
             self.import_files(self.workspace.case_uid if self._case_open() else None,
                               [Path(p) for p in paths])  # fmt: skip
+
+    def batch_import_dialog(self) -> QWidget | None:
+        """Import many cases from a folder or manifest (non-modal, with progress and cancel)."""
+        from clinic_app.gui.batch_import_dialog import BatchImportDialog
+
+        if self.services is None or self.actor is None:
+            return None
+        dialog = BatchImportDialog(self.services, self.actor, parent=self)
+        dialog.imported.connect(lambda _uids: self._refresh_list())
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
 
     def _case_open(self) -> bool:
         return self.stack.currentIndex() == _CASE_PAGE and self.workspace.case_uid is not None
@@ -592,6 +693,8 @@ class MainWindow(QMainWindow):
             seen.extend(self.workspace.shortcuts())
         if self.case_list is not None and hasattr(self.case_list, "shortcuts"):
             seen.extend(self.case_list.shortcuts())
+        if self.worklist is not None:
+            seen.extend(self.worklist.shortcuts())
         unique: dict[tuple[str, str], None] = dict.fromkeys(seen)
         return list(unique)
 

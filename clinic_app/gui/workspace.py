@@ -200,6 +200,15 @@ class CaseWorkspace(QMainWindow):
         self.cancel_action.setEnabled(False)
         self.cancel_action.triggered.connect(self.cancel_analysis)
         self.addAction(self.cancel_action)
+        self.report_action = QAction("Export &report\u2026", self)
+        self.report_action.setObjectName("exportReportAction")
+        self.report_action.setShortcut(QKeySequence("Ctrl+E"))
+        self.report_action.setToolTip(
+            "Export this case's explanation report as PDF, DICOM or FHIR (Ctrl+E)"
+        )
+        self.report_action.setEnabled(False)
+        self.report_action.triggered.connect(self.export_report)
+        bar.addAction(self.report_action)
         analyse_button = bar.widgetForAction(self.analyse_action)
         if analyse_button is not None:
             analyse_button.setObjectName("analyseButton")
@@ -222,6 +231,7 @@ class CaseWorkspace(QMainWindow):
             ("Ctrl+R", "Analyse the open case"),
             ("Esc", "Cancel a running analysis"),
             ("Alt+Left", "Back to the case list"),
+            ("Ctrl+E", "Export the case's explanation report"),
         ]
         for view in (
             self.slide_viewer,
@@ -308,6 +318,7 @@ class CaseWorkspace(QMainWindow):
         )
         self.composite_badge.setVisible(summary.is_composite_demo)
         self.analyse_action.setEnabled(not read_only and self.job is None)
+        self.report_action.setEnabled(True)
         analysis = detail.latest_analysis
         self.explanation = AnalysisExplanation.from_outputs(analysis.outputs) if analysis else None
         explanation = self.explanation
@@ -368,6 +379,24 @@ class CaseWorkspace(QMainWindow):
         self.ecg_viewer.set_recording(None)
         self.detail = None
         self.explanation = None
+        self.report_action.setEnabled(False)
+
+    # -- reports ------------------------------------------------------------------------------
+    def export_report(self) -> QWidget | None:
+        """Open the export dialog for the open case (non-modal; exports run in the background)."""
+        from clinic_app.gui.report_dialog import ReportExportDialog
+
+        uid = self.case_uid
+        if uid is None:
+            return None
+        folder = self.services.settings.exports_dir / "reports"
+        dialog = ReportExportDialog(self.services, self.actor, uid, folder, parent=self)
+        dialog.exported.connect(
+            lambda paths: self.statusMessage.emit(f"Report exported: {len(paths)} file(s)")
+        )
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
 
     # -- analysis ---------------------------------------------------------------------------
     def analyse(self) -> None:

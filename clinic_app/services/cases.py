@@ -56,6 +56,7 @@ from clinic_app.storage.orm import (
     CaseInput,
     CaseSearchTerm,
     Decision,
+    ImportedSource,
     NoteVersion,
     Patient,
     Report,
@@ -147,6 +148,22 @@ class CaseService:
     def _touch(case: Case) -> None:
         case.updated_at = datetime.now(UTC)
 
+    @staticmethod
+    def _record_source(session: Session, case: Case, digest: str | None, kind: str) -> None:
+        """Remember an imported source's keyed digest in the transaction that stores it, so a
+        batch import run twice skips it (refused here too, should two imports race)."""
+        if digest is None:
+            return
+        owner = session.scalar(
+            select(Case.case_uid)
+            .join(ImportedSource, ImportedSource.case_id == Case.id)
+            .where(ImportedSource.digest == digest)
+        )
+        if owner is not None:
+            raise InputError(f"This {kind} was already imported into case {owner}.")
+        session.flush()
+        session.add(ImportedSource(digest=digest, case_id=case.id, kind=kind))
+
     def _audit(
         self,
         session: Session,
@@ -177,11 +194,13 @@ class CaseService:
         sex: str | None = None,
         is_composite_demo: bool = False,
         patient_identifier: str | None = None,
+        source_digest: str | None = None,
     ) -> CaseSummary:
         """A new case for a new or existing patient.
 
         The patient is found by pseudonym, or by identifier (medical record number), which is
-        stored only encrypted; neither the identifier nor its hash reaches the audit trail."""
+        stored only encrypted; neither the identifier nor its hash reaches the audit trail.
+        ``source_digest`` (batch import) is the keyed digest of the external case id."""
         self._authorize(actor, Permission.CASE_CREATE, "case.create", AuditAction.CREATE)
         if birth_year is not None and not 1880 <= birth_year <= datetime.now(UTC).year:
             raise InputError(f"The birth year {birth_year} is not plausible.")
@@ -231,6 +250,7 @@ class CaseService:
             )
             session.add(case)
             self._index(session, case)
+            self._record_source(session, case, source_digest, "case")
             self._audit(session, actor, "case.create", AuditAction.CREATE, case)
             return _summary(case, None)
 
@@ -402,8 +422,10 @@ class CaseService:
         media_type: str,
         metadata: dict[str, Any] | None = None,
         original_name: str | None = None,
+        source_digest: str | None = None,
     ) -> InputInfo:
-        """Attach an already parsed and de-identified file to a case (the file is copied)."""
+        """Attach an already parsed and de-identified file to a case (the file is copied);
+        ``source_digest`` is the keyed digest of the original file (batch import)."""
         self._authorize(
             actor, Permission.CASE_UPDATE, "case.input.add", AuditAction.UPDATE, case_uid
         )
@@ -432,6 +454,9 @@ class CaseService:
                 deidentified_metadata=metadata or {},
             )
             session.add(item)
+            self._record_source(
+                session, case, source_digest, str((metadata or {}).get("kind", modality.value))
+            )
             self._touch(case)
             session.flush()
             self._audit(
@@ -485,9 +510,16 @@ class CaseService:
         return info, path
 
     def save_note(
-        self, actor: Actor, case_uid: str, text: str, *, scrubbed: Sequence[Any] = ()
+        self,
+        actor: Actor,
+        case_uid: str,
+        text: str,
+        *,
+        scrubbed: Sequence[Any] = (),
+        source_digest: str | None = None,
     ) -> NoteInfo:
-        """Save the note as a new version (earlier versions are kept)."""
+        """Save the note as a new version (earlier versions are kept); ``source_digest`` is
+        the keyed digest of the original note file (batch import)."""
         self._authorize(
             actor, Permission.CASE_UPDATE, "case.note.save", AuditAction.UPDATE, case_uid
         )
@@ -511,6 +543,7 @@ class CaseService:
                 author_id=actor.user_id,
             )
             session.add(note)
+            self._record_source(session, case, source_digest, "note")
             self._touch(case)
             session.flush()
             self._audit(
@@ -810,8 +843,19 @@ class CaseService:
                 session.delete(case)
                 session.flush()
 
-    def record_report(self, actor: Actor, case_uid: str, kind: ReportKind, path: Path) -> str:
-        """Register an exported report file (allowed for signed cases); returns its sha256."""
+    def record_report(
+        self,
+        actor: Actor,
+        case_uid: str,
+        kind: ReportKind,
+        path: Path,
+        *,
+        location: str | None = None,
+    ) -> str:
+        """Register an exported report file (allowed for signed cases); returns its sha256.
+
+        ``location`` is stored instead of ``path`` when the file does not stay where it was
+        read, e.g. ``"<zip>!<member>"`` for a report written into a zip archive."""
         self._authorize(
             actor, Permission.REPORT_EXPORT, "report.export", AuditAction.EXECUTE, case_uid
         )
@@ -821,7 +865,11 @@ class CaseService:
             case = self._latest(session, case_uid)
             session.add(
                 Report(
-                    case=case, kind=kind, path=str(path), sha256=sha, created_by_id=actor.user_id
+                    case=case,
+                    kind=kind,
+                    path=location or str(path),
+                    sha256=sha,
+                    created_by_id=actor.user_id,
                 )
             )
             session.flush()

@@ -92,13 +92,15 @@ def test_the_whole_recipe_imports(database: Database, tmp_path: Path) -> None:
 
 
 def test_cli_demo_seeds_once(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["--data-dir", str(data_dir), "demo", "--case", "palpitations", "--json"])
+    code = main(
+        ["--data-dir", str(data_dir), "demo", "--case", "palpitations", "--no-analyse", "--json"]
+    )
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and len(out["created"]) == 1
     assert out["created"][0]["composite_demo"] is True
     assert out["created"][0]["title"].startswith(DEMO_TITLE_MARK)
 
-    assert main(["--data-dir", str(data_dir), "demo"]) == 0
+    assert main(["--data-dir", str(data_dir), "demo", "--no-analyse"]) == 0
     assert "nothing was created" in capsys.readouterr().out
 
     database = open_database(load_settings(data_dir))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,24 @@ class IngestService:
 
         return date_shift_for(patient_pseudonym.encode(), self._derived("date-shift"))
 
+    def source_digest(self, files: Sequence[Path]) -> str:
+        """Keyed HMAC-SHA256 of a source's original bytes (a file, or a WFDB record's or a
+        series folder's files in a fixed order, each framed by its length), for batch import
+        de-duplication. Keyed, never a plain sha256: see ``storage.orm.ImportedSource``."""
+        mac = hmac.new(self._derived("source-digest"), b"files\0", hashlib.sha256)
+        for file in files:
+            mac.update(Path(file).stat().st_size.to_bytes(8, "big"))
+            with Path(file).open("rb") as handle:
+                while chunk := handle.read(1024 * 1024):
+                    mac.update(chunk)
+        return mac.hexdigest()
+
+    def text_digest(self, kind: str, text: str) -> str:
+        """Keyed HMAC-SHA256 of a short text such as an external case id, so the id is
+        recognised on the next import without being stored."""
+        message = kind.encode() + b"\0" + text.encode("utf-8")
+        return hmac.new(self._derived("source-digest"), message, hashlib.sha256).hexdigest()
+
     # -- import -----------------------------------------------------------------------------
     def import_file(
         self,
@@ -114,8 +133,12 @@ class IngestService:
         path: Path,
         *,
         allow_burned_in_annotation: bool = False,
+        source_digest: str | None = None,
     ) -> ImportResult:
-        """Read, de-identify and attach ``path`` to the case; InputError and no change if bad."""
+        """Read, de-identify and attach ``path`` to the case; InputError and no change if bad.
+
+        ``source_digest`` (from :meth:`source_digest`) is recorded with the input, in its
+        transaction, so a later batch import recognises the file."""
         path = Path(path)
         detail = self.cases.get_case(actor, case_uid)
         if detail.summary.status.read_only:
@@ -128,7 +151,7 @@ class IngestService:
         loaded = read_input_isolated(path, self.limits)
         kind = kind_of(loaded)
         if isinstance(loaded, ClinicalNote):
-            return self._import_note(actor, case_uid, path, loaded, pseudonym)
+            return self._import_note(actor, case_uid, path, loaded, pseudonym, source_digest)
         options = DeidOptions(
             dicom_secret=self._derived("dicom"),
             patient_key=pseudonym,
@@ -158,11 +181,18 @@ class IngestService:
                 media_type=media_type,
                 metadata=summary,
                 original_name=self._safe_name(path, kind, sniff(path)),
+                source_digest=source_digest,
             )
         return ImportResult(path, kind, summary, input=info)
 
     def _import_note(
-        self, actor: Actor, case_uid: str, path: Path, note: ClinicalNote, pseudonym: str
+        self,
+        actor: Actor,
+        case_uid: str,
+        path: Path,
+        note: ClinicalNote,
+        pseudonym: str,
+        source_digest: str | None = None,
     ) -> ImportResult:
         from clinic_app.io.deid.text import scrub_text
 
@@ -171,7 +201,9 @@ class IngestService:
             {"start": r.start, "end": r.end, "category": r.category, "replacement": r.replacement}
             for r in replaced
         ]
-        saved = self.cases.save_note(actor, case_uid, text, scrubbed=scrubbed)
+        saved = self.cases.save_note(
+            actor, case_uid, text, scrubbed=scrubbed, source_digest=source_digest
+        )
         summary = describe(note) | {"scrubbed": len(scrubbed)}
         return ImportResult(path, InputKind.NOTE, summary, note=saved)
 

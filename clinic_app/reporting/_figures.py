@@ -32,6 +32,8 @@ CAL_MM = 10.0  # room at the start of each row for the 1 mV calibration pulse
 ECG_MINOR = HexColor("#F4C7CE")
 ECG_MAJOR = HexColor("#E07B8A")
 ECG_TRACE = HexColor("#111111")
+#: Relevance shading is drawn in blocks of at least this many seconds (one big square).
+SHADE_BLOCK_S = 0.2
 RELEVANCE_RGB = (0.13, 0.42, 0.78)  # blue: distinct from the pink grid and the black trace
 #: Polyline resolution: 0.2 mm of paper per min/max pair keeps every QRS peak (a printer dot
 #: is ~0.04-0.1 mm) while cutting a 1 kHz recording to 250 points per second.
@@ -568,31 +570,49 @@ class EcgGrid(Flowable):  # type: ignore[misc]
         rows = {name: i for i, name in enumerate(relevance.lead_names)}
         pitch = self.layout.row_pitch_mm
         r, g, b = RELEVANCE_RGB
-        by_alpha: dict[int, list[tuple[float, float, float, float]]] = {}
+        # Bins narrower than one big square (0.2 s, 5 mm) are pooled (max) into big squares:
+        # 1 mm stripes are invisible on paper, and clinicians read the ECG by big squares.
+        factor = max(1, round(SHADE_BLOCK_S / relevance.bin_s))
+        bin_s = relevance.bin_s * factor
+        pooled = [
+            [
+                max((v for v in row[i : i + factor] if math.isfinite(v)), default=0.0)
+                for i in range(0, len(row), factor)
+            ]
+            for row in relevance.values
+        ]
+        cells: list[tuple[float, tuple[float, float, float, float]]] = []
         for cell in self.layout.cells:
             row_index = rows.get(cell.lead)
-            if row_index is None or row_index >= len(relevance.values):
+            if row_index is None or row_index >= len(pooled):
                 continue
-            values = relevance.values[row_index]
+            values = pooled[row_index]
             top = self.layout.height_mm - cell.row * pitch
-            k0 = max(0, math.floor((cell.t0 - relevance.start_s) / relevance.bin_s))
-            k1 = min(len(values), math.ceil((cell.t1 - relevance.start_s) / relevance.bin_s))
+            k0 = max(0, math.floor((cell.t0 - relevance.start_s) / bin_s))
+            k1 = min(len(values), math.ceil((cell.t1 - relevance.start_s) / bin_s))
             for k in range(k0, k1):
                 value = values[k]
-                if not math.isfinite(value) or value < 0.1:
-                    continue
-                b0 = max(cell.t0, relevance.start_s + k * relevance.bin_s)
-                b1 = min(cell.t1, relevance.start_s + (k + 1) * relevance.bin_s)
-                if b1 <= b0:
+                b0 = max(cell.t0, relevance.start_s + k * bin_s)
+                b1 = min(cell.t1, relevance.start_s + (k + 1) * bin_s)
+                if not math.isfinite(value) or value <= 0 or b1 <= b0:
                     continue
                 x0 = cell.x_mm + (b0 - cell.t0) * PAPER_SPEED_MM_S
-                level = min(10, max(1, round(value * 10)))  # few alpha states in the PDF
                 width = (b1 - b0) * PAPER_SPEED_MM_S
-                rect = (x0, top - pitch, width, pitch)
-                by_alpha.setdefault(level, []).append(rect)
+                cells.append((value, (x0, top - pitch, width, pitch)))
+        # Relevance is relative to the most relevant bin of the whole recording, so the bins a
+        # page shows are often small: scale to the page's own maximum and lift mid values
+        # (square root), or the shading is too faint to see on paper. The legend says so.
+        peak = max((value for value, _ in cells), default=0.0)
+        by_alpha: dict[int, list[tuple[float, float, float, float]]] = {}
+        for value, rect in cells:
+            share = value / peak
+            if share < 0.15:
+                continue
+            level = min(10, max(1, round(math.sqrt(share) * 10)))  # few alpha states
+            by_alpha.setdefault(level, []).append(rect)
         u = UNITS_PER_MM
         for level, rects in sorted(by_alpha.items()):
-            canvas.setFillColor(Color(r, g, b, alpha=0.05 * level))
+            canvas.setFillColor(Color(r, g, b, alpha=0.055 * level))
             canvas.addLiteral(
                 "\n".join(
                     f"{round(x * u)} {round(y * u)} {round(w * u)} {round(h * u)} re"

@@ -43,6 +43,7 @@ from clinic_app.domain.explanations import NoteHighlights, WordRelevance
 from clinic_app.reporting._figures import (
     GREY,
     RELEVANCE_RGB,
+    SHADE_BLOCK_S,
     EcgGrid,
     SlidePanel,
     contribution_chart,
@@ -535,7 +536,8 @@ def _ecg(data: ReportData, s: _Styles) -> list[Any]:
         label = _x(data.explained_label or "the top suggestion")
         legend_text = (
             f'<font color="#{shade}">■</font> Shading: relevance for <b>{label}</b> per lead and '
-            f"{relevance.bin_s:g} s bin (darker = more relevant; faint bins omitted)."
+            f"{max(relevance.bin_s, SHADE_BLOCK_S):g} s block (darker = more relevant, relative "
+            "to the most relevant block on this page; blocks under 15 % of it are left clear)."
         )
     else:
         legend_text = "No ECG relevance map is stored; the trace is shown without shading."

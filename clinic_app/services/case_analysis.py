@@ -14,7 +14,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,7 +50,7 @@ from clinic_app.services.context import Actor
 
 if TYPE_CHECKING:
     from clinic_app.services.model_host import ModelHost
-    from model.predictor import Prediction
+    from model.predictor import CaseInput, Prediction
 
 Progress = Callable[[float, str], None]
 CancelCheck = Callable[[], bool]
@@ -250,8 +250,8 @@ def convert_prediction(
     )
 
 
-def _predictor_facts(predictor: Any) -> tuple[float, bool, str]:
-    """(ECG window seconds, whether probabilities are calibrated, device text)."""
+def predictor_facts(predictor: Any) -> tuple[float, bool, str]:
+    """(ECG window seconds, whether probabilities are calibrated, device text) of a Predictor."""
     loaded = predictor.load()
     plan = predictor.plan
     device = plan.device + (f" ({plan.autocast_dtype})" if plan.autocast_dtype else "")
@@ -263,11 +263,153 @@ def convert_in_model_host(prediction: Prediction, request: Any) -> ConvertedPred
     from clinic_app.services.analysis import get_predictor
 
     predictor = get_predictor(Path(request.bundle_dir), request.device, explain=True)
-    window_s, calibrated, device = _predictor_facts(predictor)
+    window_s, calibrated, device = predictor_facts(predictor)
     context: ExplainContext = request.extra["context"]
     return convert_prediction(
         prediction, context, window_s=window_s, calibrated=calibrated, device=device
     )
+
+
+@dataclass(frozen=True)
+class CaseRequest:
+    """One case as the model reads it: its latest inputs (once opened: the verified slide and
+    ECG) and what storing the result needs. Shared by ``analyse_case`` and the batch worker."""
+
+    case_uid: str
+    slide_item: InputInfo | None
+    ecg_item: InputInfo | None
+    note: NoteInfo | None
+    vitals: dict[str, Any] | None
+    slide: SlideSource | None = None
+    slide_path: Path | None = None
+    recording: EcgRecording | None = None
+    ecg_path: Path | None = None
+    context: ExplainContext = ExplainContext()
+
+    def model_input(self) -> CaseInput:
+        """The model's input (call after ``open_case_request``; imports the model package)."""
+        from model.predictor import CaseInput, EcgInput
+
+        ecg = None
+        if self.recording is not None:
+            ecg = EcgInput(
+                self.recording.samples,
+                self.recording.sampling_rate_hz,
+                tuple(self.recording.lead_names),
+                self.recording.units,
+            )
+        return CaseInput(
+            image=self.slide,
+            ecg=ecg,
+            note=self.context.note_text,
+            vitals=self.vitals,
+            case_id=self.case_uid,
+        )
+
+
+def case_request(detail: CaseDetail) -> CaseRequest:
+    """What of the case the model reads; InputError when there is nothing to analyse."""
+    case_uid = detail.summary.case_uid
+    request = CaseRequest(
+        case_uid=case_uid,
+        slide_item=latest_input(detail, Modality.PATHOLOGY),
+        ecg_item=latest_input(detail, Modality.ECG),
+        note=detail.latest_note,
+        vitals=_model_vitals(detail),
+    )
+    if (
+        request.slide_item is None
+        and request.ecg_item is None
+        and request.note is None
+        and not request.vitals
+    ):
+        raise InputError(
+            f"Case {case_uid} has nothing to analyse yet.",
+            hint="Add a slide or image, an ECG, a note or vital signs first.",
+        )
+    return request
+
+
+def open_case_request(
+    cases: CaseService,
+    actor: Actor,
+    request: CaseRequest,
+    limits: ReadLimits,
+    stack: ExitStack,
+    step: Progress | None = None,
+) -> CaseRequest:
+    """Check the stored files against their sha256 and open them (the slide is closed by
+    ``stack``); ``step(fraction, message)`` is called before each file."""
+    case_uid = request.case_uid
+    slide = slide_path = None
+    if request.slide_item is not None:
+        if step is not None:
+            step(0.05, "Checking and opening the slide…")
+        _, slide_path = cases.stored_input(actor, case_uid, request.slide_item.id)
+        slide = _open_slide_file(slide_path, request.slide_item, case_uid, limits)
+        stack.callback(slide.close)
+    recording = ecg_path = None
+    if request.ecg_item is not None:
+        if step is not None:
+            step(0.12, "Checking and reading the ECG…")
+        _, ecg_path = cases.stored_input(actor, case_uid, request.ecg_item.id)
+        recording = _read_ecg_file(ecg_path, request.ecg_item, case_uid, limits)
+    note = request.note
+    context = ExplainContext(
+        slide_sha256=request.slide_item.sha256 if request.slide_item is not None else None,
+        slide_size=slide.info.dimensions if slide is not None else None,
+        ecg_sha256=request.ecg_item.sha256 if request.ecg_item is not None else None,
+        ecg_lead_names=tuple(recording.lead_names) if recording is not None else (),
+        ecg_duration_s=recording.duration_s if recording is not None else 0.0,
+        note_version=note.version if note is not None else None,
+        note_text=plain_text_from_markdown(note.text) if note is not None else None,
+    )
+    return replace(
+        request,
+        slide=slide,
+        slide_path=slide_path,
+        recording=recording,
+        ecg_path=ecg_path,
+        context=context,
+    )
+
+
+def store_converted(
+    cases: CaseService,
+    actor: Actor,
+    request: CaseRequest,
+    converted: ConvertedPrediction,
+    timings_ms: Mapping[str, float],
+    *,
+    extra_outputs: Mapping[str, Any] | None = None,
+) -> AnalysisInfo:
+    """Record the model's converted result for the case, with which inputs it read (audited)."""
+    used = set(converted.modalities_used)
+    inputs: dict[str, dict[str, Any]] = {}
+    hashes: list[str] = []
+    if request.slide_item is not None:
+        inputs["pathology"] = _input_entry(request.slide_item, "pathology" in used)
+        hashes.append(request.slide_item.sha256)
+    if request.ecg_item is not None:
+        inputs["ecg"] = _input_entry(request.ecg_item, "ecg" in used)
+        hashes.append(request.ecg_item.sha256)
+    note = request.note
+    if note is not None:
+        inputs["note"] = {"version": note.version, "sha256": note.sha256, "used": "note" in used}
+        hashes.append(note.sha256)
+    if request.vitals:
+        inputs["tabular"] = {"fields": sorted(request.vitals), "used": "tabular" in used}
+    new = NewAnalysis(
+        model_name=converted.model_name,
+        model_version=converted.model_version,
+        bundle_sha256=converted.bundle_sha256,
+        input_sha256s=hashes,
+        device=converted.device,
+        suggestions=converted.suggestions,
+        timings_ms=dict(timings_ms),
+        outputs={**converted.outputs, "inputs": inputs, **(extra_outputs or {})},
+    )
+    return cases.record_analysis(actor, request.case_uid, new)
 
 
 def analyse_case(
@@ -295,80 +437,22 @@ def analyse_case(
     timings: dict[str, float] = {}
     started = time.perf_counter()
     steps.step(0.0, "Opening the case…")
-    detail = cases.get_case(actor, case_uid)
+    request = case_request(cases.get_case(actor, case_uid))
     limits = read_limits(settings)
-    slide_item = latest_input(detail, Modality.PATHOLOGY)
-    ecg_item = latest_input(detail, Modality.ECG)
-    note = detail.latest_note
-    vitals = _model_vitals(detail)
-    if slide_item is None and ecg_item is None and note is None and not vitals:
-        raise InputError(
-            f"Case {case_uid} has nothing to analyse yet.",
-            hint="Add a slide or image, an ECG, a note or vital signs first.",
-        )
     bundle_dir = resolve_bundle(settings, bundle)
     with ExitStack() as stack:
         clock = time.perf_counter()
-        slide = slide_path = None
-        if slide_item is not None:
-            steps.step(0.05, "Checking and opening the slide…")
-            _, slide_path = cases.stored_input(actor, case_uid, slide_item.id)
-            slide = _open_slide_file(slide_path, slide_item, case_uid, limits)
-            stack.callback(slide.close)
-        recording = ecg_path = None
-        if ecg_item is not None:
-            steps.step(0.12, "Checking and reading the ECG…")
-            _, ecg_path = cases.stored_input(actor, case_uid, ecg_item.id)
-            recording = _read_ecg_file(ecg_path, ecg_item, case_uid, limits)
+        request = open_case_request(cases, actor, request, limits, stack, steps.step)
         timings["read_inputs"] = _ms(clock)
-        context = ExplainContext(
-            slide_sha256=slide_item.sha256 if slide_item is not None else None,
-            slide_size=slide.info.dimensions if slide is not None else None,
-            ecg_sha256=ecg_item.sha256 if ecg_item is not None else None,
-            ecg_lead_names=tuple(recording.lead_names) if recording is not None else (),
-            ecg_duration_s=recording.duration_s if recording is not None else 0.0,
-            note_version=note.version if note is not None else None,
-            note_text=plain_text_from_markdown(note.text) if note is not None else None,
-        )
         if host is not None:
             stack.close()  # the model process reads the verified files itself
-            converted = _run_in_host(
-                host, steps, timings, bundle_dir, device, case_uid, context, vitals,
-                slide_path, ecg_path, cancel,
-            )  # fmt: skip
+            converted = _run_in_host(host, steps, timings, bundle_dir, device, request, cancel)
         else:
-            converted = _run_in_process(
-                steps, timings, bundle_dir, device, case_uid, context, vitals, slide, recording
-            )
+            converted = _run_in_process(steps, timings, bundle_dir, device, request)
 
-    used = set(converted.modalities_used)
-    inputs: dict[str, dict[str, Any]] = {}
-    hashes: list[str] = []
-    if slide_item is not None:
-        inputs["pathology"] = _input_entry(slide_item, "pathology" in used)
-        hashes.append(slide_item.sha256)
-    if ecg_item is not None:
-        inputs["ecg"] = _input_entry(ecg_item, "ecg" in used)
-        hashes.append(ecg_item.sha256)
-    if note is not None:
-        inputs["note"] = {"version": note.version, "sha256": note.sha256, "used": "note" in used}
-        hashes.append(note.sha256)
-    if vitals:
-        inputs["tabular"] = {"fields": sorted(vitals), "used": "tabular" in used}
-    outputs = {**converted.outputs, "inputs": inputs}
     steps.step(0.95, "Saving the analysis…")
     timings_ms = {**converted.timings_ms, **timings, "total_ms": _ms(started)}
-    new = NewAnalysis(
-        model_name=converted.model_name,
-        model_version=converted.model_version,
-        bundle_sha256=converted.bundle_sha256,
-        input_sha256s=hashes,
-        device=converted.device,
-        suggestions=converted.suggestions,
-        timings_ms=timings_ms,
-        outputs=outputs,
-    )
-    info = cases.record_analysis(actor, case_uid, new)
+    info = store_converted(cases, actor, request, converted, timings_ms)
     steps.done("Analysis done.")
     return info
 
@@ -378,11 +462,7 @@ def _run_in_process(
     timings: dict[str, float],
     bundle_dir: Path,
     device: str,
-    case_uid: str,
-    context: ExplainContext,
-    vitals: dict[str, Any] | None,
-    slide: SlideSource | None,
-    recording: EcgRecording | None,
+    request: CaseRequest,
 ) -> ConvertedPrediction:
     from clinic_app.services.analysis import get_predictor, model_errors
 
@@ -390,29 +470,18 @@ def _run_in_process(
     clock = time.perf_counter()
     predictor = get_predictor(bundle_dir, device, explain=True)
     with model_errors():
-        window_s, calibrated, device_text = _predictor_facts(predictor)
+        window_s, calibrated, device_text = predictor_facts(predictor)
     timings["load_model"] = _ms(clock)
-    from model.predictor import CaseInput, EcgInput
 
     steps.step(0.35, "Analysing the case and explaining the result…")
-    ecg = None
-    if recording is not None:
-        ecg = EcgInput(
-            recording.samples,
-            recording.sampling_rate_hz,
-            tuple(recording.lead_names),
-            recording.units,
-        )
-    case_input = CaseInput(
-        image=slide, ecg=ecg, note=context.note_text, vitals=vitals, case_id=case_uid
-    )
+    case_input = request.model_input()
     clock = time.perf_counter()
     with model_errors():
         prediction = predictor.predict([case_input])[0]
     timings["predict"] = _ms(clock)
     steps.step(0.9, "Preparing the explanation…")
     return convert_prediction(
-        prediction, context, window_s=window_s, calibrated=calibrated, device=device_text
+        prediction, request.context, window_s=window_s, calibrated=calibrated, device=device_text
     )
 
 
@@ -422,11 +491,7 @@ def _run_in_host(
     timings: dict[str, float],
     bundle_dir: Path,
     device: str,
-    case_uid: str,
-    context: ExplainContext,
-    vitals: dict[str, Any] | None,
-    slide_path: Path | None,
-    ecg_path: Path | None,
+    request: CaseRequest,
     cancel: CancelCheck | None,
 ) -> ConvertedPrediction:
     from clinic_app.services.model_host import ModelRequest
@@ -436,20 +501,20 @@ def _run_in_host(
     host.load(bundle_dir, device, cancel=cancel)
     timings["load_model"] = _ms(clock)
     steps.step(0.35, "Analysing the case and explaining the result…")
-    request = ModelRequest(
+    model_request = ModelRequest(
         bundle_dir=str(bundle_dir),
         device=device,
-        image_path=str(slide_path) if slide_path is not None else None,
-        ecg_path=str(ecg_path) if ecg_path is not None else None,
-        note=context.note_text,
-        vitals=vitals,
-        case_id=case_uid,
+        image_path=str(request.slide_path) if request.slide_path is not None else None,
+        ecg_path=str(request.ecg_path) if request.ecg_path is not None else None,
+        note=request.context.note_text,
+        vitals=request.vitals,
+        case_id=request.case_uid,
         explain=True,
-        extra={"context": context},
+        extra={"context": request.context},
     )
     clock = time.perf_counter()
     converted: ConvertedPrediction = host.predict(
-        request, convert=convert_in_model_host, cancel=cancel
+        model_request, convert=convert_in_model_host, cancel=cancel
     )
     timings["predict"] = _ms(clock)
     steps.step(0.9, "Preparing the explanation…")
@@ -663,7 +728,7 @@ def _suggestions(
     out = []
     for suggestion in prediction.suggestions:
         label = f"{suggestion.system}|{suggestion.code}"
-        evidence: dict[str, Any] = {}
+        evidence: dict[str, Any] = {"critical": True} if suggestion.critical else {}
         measured = _relevant_measurements(
             suggestion.code, suggestion.system, prediction.ecg_measurements
         )

@@ -327,6 +327,10 @@ class MainWindow(QMainWindow):
             case_menu.addSeparator()
             self._action(case_menu, "Back to case &list", self.show_case_list, "Ctrl+L")
             self._action(case_menu, "&Triage worklist", self.show_worklist, "Ctrl+T")
+            if self._can(Permission.CASE_ANALYSE):
+                self._action(
+                    case_menu, "&Batch analysis\u2026", self.batch_analysis_dialog, "Ctrl+Shift+B"
+                )
             self._action(case_menu, "&Refresh case list", self.case_list.refresh, "F5")
             view_menu = self.menuBar().addMenu("&View")
             for dock in (
@@ -483,6 +487,18 @@ class MainWindow(QMainWindow):
             return None
         dialog = BatchImportDialog(self.services, self.actor, parent=self)
         dialog.imported.connect(lambda _uids: self._refresh_list())
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
+
+    def batch_analysis_dialog(self) -> QWidget | None:
+        """Queue and watch batch analysis (the worker runs in a process of its own)."""
+        from clinic_app.gui.batch_panel import BatchAnalysisDialog
+
+        if self.services is None or self.actor is None:
+            return None
+        dialog = BatchAnalysisDialog(self.services, self.actor, parent=self)
+        dialog.casesAnalysed.connect(self._refresh_list)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
         return dialog

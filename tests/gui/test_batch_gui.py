@@ -144,3 +144,36 @@ def test_report_is_exported_from_the_workspace_and_recorded(
         ).stdout
         assert summary.case_uid in text and "research" in text.lower()
     dialog.close()
+
+
+def test_batch_analysis_queues_new_cases_and_a_worker_process_analyses_them(
+    session: dict[str, Any], qtbot: Any
+) -> None:
+    """The panel queues the two unanalysed cases, starts `clinic-app batch run` detached and
+    follows it to the end through the database; the worklist then lists them."""
+    window, services, actor = session["window"], session["services"], session["actor"]
+    uids = []
+    for text in (
+        "Palpitations for two days, irregular pulse on examination.",
+        "Routine follow-up, no complaints, regular pulse.",
+    ):
+        summary = services.cases.create_case(actor, title="Batch check")
+        services.cases.save_note(actor, summary.case_uid, text)
+        uids.append(summary.case_uid)
+    dialog = window.batch_analysis_dialog()
+    assert dialog is not None
+    qtbot.waitUntil(lambda: "No batch run yet" in dialog.state_label.text(), timeout=10_000)
+    dialog.explain_box.setChecked(False)  # suggestions only: the quick path for triage
+    with qtbot.waitSignal(dialog.casesAnalysed, timeout=240_000, raising=False):
+        dialog.queue_button.click()
+        qtbot.waitUntil(lambda: dialog.worker_pid is not None, timeout=20_000)
+    qtbot.waitUntil(
+        lambda: dialog.status is not None and dialog.status.finished, timeout=240_000
+    )
+    status = dialog.status
+    assert (status.total, status.done, status.failed) == (2, 2, 0), dialog.failures.toPlainText()
+    assert "finished" in dialog.state_label.text()
+    for uid in uids:
+        analysis = services.cases.get_case(actor, uid).latest_analysis
+        assert analysis is not None and analysis.outputs["batch"]["run_id"] == status.run_id
+    dialog.close()

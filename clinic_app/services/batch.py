@@ -6,7 +6,8 @@ lease on the run and analyses its items a batch at a time: one forward pass per 
 next batch's stored files checked and read on a background thread while the model computes.
 
 Crash safety: each case's analysis and its item's DONE state are committed in one transaction
-(``_ItemCommitDatabase`` joins ``CaseService.record_analysis``'s transaction), so a kill -9 at
+(``CaseService.record_analysis(in_transaction=...)`` marks the item done inside the commit that
+stores the analysis), so a kill -9 at
 any moment loses at most the in-flight batch and never records a case twice. A restarted worker
 puts items left RUNNING back in the queue; one that was running when the worker died
 ``MAX_ATTEMPTS`` times is marked failed, so a case that crashes the process cannot loop forever.
@@ -26,9 +27,9 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -223,34 +224,6 @@ def _now() -> datetime:
 
 def _lease_until() -> datetime:
     return _now() + timedelta(seconds=LEASE_S)
-
-
-class _ItemCommitDatabase(Database):
-    """The case database, except that a write transaction that records an analysis of the
-    case being finished also marks its batch item DONE before it commits.
-
-    ``CaseService.record_analysis`` owns its transaction; joining it here (rather than copying
-    it) keeps one code path for storing analyses while making "analysis stored" and "item done"
-    one atomic commit. Used by the worker's own CaseService only, from one thread."""
-
-    def __init__(self, base: Database) -> None:
-        self.__dict__.update(base.__dict__)  # the same engine and session factories
-        self._finish: Callable[[Session], None] | None = None
-
-    @contextmanager
-    def write(self) -> Iterator[Session]:
-        with super().write() as session:
-            yield session
-            if self._finish is not None:
-                self._finish(session)
-
-    @contextmanager
-    def finishing(self, finish: Callable[[Session], None]) -> Iterator[None]:
-        self._finish = finish
-        try:
-            yield
-        finally:
-            self._finish = None
 
 
 @dataclass
@@ -573,10 +546,6 @@ class _Worker:
         self.heartbeat = heartbeat
         self.progress = progress
         self.cancel = cancel
-        self.joined = _ItemCommitDatabase(self.database)
-        self.store_cases = CaseService(
-            self.joined, service.cases.inputs_dir, service.cases.identifiers
-        )
         from clinic_app.services.ingest import read_limits
 
         self.limits = read_limits(service.settings)
@@ -746,15 +715,15 @@ class _Worker:
             }
             timings["total_ms"] = round(item.read_ms + share + _ms(clock), 3)
             try:
-                with self.joined.finishing(self._finisher(item)):
-                    store_converted(
-                        self.store_cases,
-                        self.actor,
-                        item.request,
-                        converted,
-                        timings,
-                        extra_outputs={"batch": {"run_id": self.run_id, "explain": self.explain}},
-                    )
+                store_converted(
+                    self.service.cases,
+                    self.actor,
+                    item.request,
+                    converted,
+                    timings,
+                    extra_outputs={"batch": {"run_id": self.run_id, "explain": self.explain}},
+                    in_transaction=self._finisher(item),
+                )
             except LeaseLost:
                 raise
             except ClinicError as exc:
@@ -764,22 +733,16 @@ class _Worker:
             self.processed += 1
             self._report(f"Analysed case {item.case_uid}.")
 
-    def _finisher(self, item: _Loaded) -> Callable[[Session], None]:
-        def finish(session: Session) -> None:
-            recorded = [
-                obj
-                for obj in session.identity_map.values()
-                if isinstance(obj, Analysis) and obj.case.case_uid == item.case_uid
-            ]
-            if not recorded:  # a transaction that stored no analysis (a refusal's audit)
-                return
-            analysis = max(recorded, key=lambda obj: obj.id)
+    def _finisher(self, item: _Loaded) -> Callable[[Session, int], None]:
+        """Marks the item DONE in the transaction that stores its analysis (one commit)."""
+
+        def finish(session: Session, analysis_id: int) -> None:
             self._own_run(session).lease_expires_at = _lease_until()
             row = session.get(BatchItem, item.item_id, with_for_update=True)
             if row is None or row.state is not BatchItemState.RUNNING:
                 raise LeaseLost(f"Batch item of case {item.case_uid} is no longer this worker's.")
             row.state = BatchItemState.DONE
-            row.analysis_id = analysis.id
+            row.analysis_id = analysis_id
             row.finished_at = _now()
             row.error = None
 

@@ -49,6 +49,8 @@ from clinic_app.services.cases import CaseService
 from clinic_app.services.context import Actor
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from clinic_app.services.model_host import ModelHost
     from model.predictor import CaseInput, Prediction
 
@@ -382,8 +384,10 @@ def store_converted(
     timings_ms: Mapping[str, float],
     *,
     extra_outputs: Mapping[str, Any] | None = None,
+    in_transaction: Callable[[Session, int], None] | None = None,
 ) -> AnalysisInfo:
-    """Record the model's converted result for the case, with which inputs it read (audited)."""
+    """Record the model's converted result for the case, with which inputs it read (audited);
+    ``in_transaction(session, analysis_id)`` runs inside the same commit (batch items)."""
     used = set(converted.modalities_used)
     inputs: dict[str, dict[str, Any]] = {}
     hashes: list[str] = []
@@ -409,7 +413,7 @@ def store_converted(
         timings_ms=dict(timings_ms),
         outputs={**converted.outputs, "inputs": inputs, **(extra_outputs or {})},
     )
-    return cases.record_analysis(actor, request.case_uid, new)
+    return cases.record_analysis(actor, request.case_uid, new, in_transaction=in_transaction)
 
 
 def analyse_case(

@@ -13,13 +13,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import multiprocessing
 import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
 
 from clinic_app._version import __version__
-from clinic_app.config.settings import Settings, load_settings
+from clinic_app.config.settings import ENV_DATA_DIR, ENV_KEYS_DIR, Settings, load_settings
 from clinic_app.domain.errors import ClinicError, NotAvailable
 from clinic_app.services.diagnostics import QT_PROBE_COMMAND
 
@@ -37,13 +38,23 @@ COMMAND_MODULES: tuple[str, ...] = (
     "train",
     "evaluate",
     "demo",
+    "report",
+    "imports",
+    "batch",
+    "smoke",
 )
+
+#: keyring's back end that refuses every call: key files are used, and a database key is
+#: never "stored" where it would be lost (keyring's null back end silently drops it).
+NO_KEYRING = "keyring.backends.fail.Keyring"
+
+#: Commands the frozen desktop bundle leaves out (its training code is not packaged).
+PYTHON_INSTALL_ONLY = ("train", "evaluate")
 
 #: Commands in the interface contract that later versions fill in, with what they will do.
 RESERVED_COMMANDS: dict[str, str] = {
     "inspect": "show what ClinicFusion reads from an image, slide, ECG or note file",
     "predict": "analyse one case's files with the model and print the suggestions",
-    "import": "import files into a case",
     "batch": "import and analyse many cases for the triage worklist",
     "report": "export a case's explanation report (PDF, DICOM, FHIR)",
     "audit": "view, verify and export the audit trail",
@@ -74,6 +85,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level",
         metavar="LEVEL",
         help="DEBUG, INFO, WARNING or ERROR for the log file (default INFO)",
+    )
+    parser.add_argument(
+        "--portable",
+        action="store_true",
+        help="keep the data and keys beside the executable (ClinicFusion-data/, "
+        "ClinicFusion-keys/); also a file 'portable.flag' there or CLINICFUSION_PORTABLE=1",
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="check this installation end to end in a temporary folder and exit (the same as "
+        "the 'smoke' command)",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -130,6 +153,9 @@ Handler = Callable[[Settings, argparse.Namespace], int]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default: sys.argv[1:]), run the command, return the exit status."""
+    # A frozen bundle re-runs its own executable for the model process and the read sandbox
+    # (multiprocessing "spawn"/"forkserver"): those children divert here and never return.
+    multiprocessing.freeze_support()
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == [QT_PROBE_COMMAND]:
         # Internal: `doctor` starts Qt in a child process so a broken plugin cannot crash it.
@@ -138,9 +164,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return qt_probe()
     parser = build_parser()
     args = parser.parse_args(arguments)
+    if args.smoke and args.command not in (None, "smoke"):
+        parser.error("--smoke runs on its own; leave out the command")
+    if args.smoke and args.command is None:
+        args = parser.parse_args([*arguments, "smoke"])
     command = args.command or "gui"
     try:
-        settings = load_settings(args.data_dir, log_level=args.log_level)
+        if getattr(sys, "frozen", False) and command in PYTHON_INSTALL_ONLY:
+            raise NotAvailable(
+                f"'{command}' is not part of the desktop bundle; use the Python install for "
+                "training and evaluation (pip install 'clinicfusion[train]', see the README)."
+            )
+        standalone: Callable[[argparse.Namespace], int] | None = getattr(args, "standalone", None)
+        if standalone is not None:  # e.g. `smoke`: its own temporary settings, not the user's
+            return standalone(args)
+        settings = load_settings(args.data_dir, log_level=args.log_level, portable=args.portable)
+        if settings.portable:
+            _export_portable(settings)
         handler: Handler = getattr(args, "handler", _cmd_gui)
         return handler(settings, args)
     except ClinicError as exc:
@@ -167,6 +207,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 70
+
+
+def _export_portable(settings: Settings) -> None:
+    """Portable mode: child processes and code that reads the environment see the same folders,
+    and no secret goes into this computer's OS keyring (the key files travel with the data)."""
+    os.environ.setdefault(ENV_DATA_DIR, str(settings.data_dir))
+    os.environ.setdefault(ENV_KEYS_DIR, str(settings.keys_dir))
+    os.environ.setdefault("PYTHON_KEYRING_BACKEND", NO_KEYRING)
 
 
 def _log_file() -> str | None:

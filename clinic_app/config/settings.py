@@ -4,12 +4,17 @@ Precedence, lowest first: built-in defaults (platformdirs' user data dir) < ``se
 in the data dir < ``CLINICFUSION_*`` environment variables < command-line flags. The data dir
 itself comes from ``--data-dir``, else ``CLINICFUSION_DATA_DIR``, else the per-user default, so
 a second data dir is a fully separate installation (handy for tests, training and portable use).
+
+Portable mode (for hospitals that block installs): with a ``portable.flag`` file beside the
+executable, ``--portable`` or ``CLINICFUSION_PORTABLE=1``, the data and the keys live beside the
+executable, in two sibling folders (see :func:`portable_paths`), instead of the per-user folders.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import sys
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -40,6 +45,16 @@ ENV_LOG_LEVEL = "CLINICFUSION_LOG_LEVEL"
 ENV_KEYS_DIR = "CLINICFUSION_KEYS_DIR"
 ENV_DB_ENCRYPTION = "CLINICFUSION_DB_ENCRYPTION"
 ENV_READ_TIMEOUT = "CLINICFUSION_READ_TIMEOUT_S"
+ENV_PORTABLE = "CLINICFUSION_PORTABLE"
+
+#: A file of this name beside the executable switches portable mode on (its content is ignored;
+#: ``portable.flag.txt`` also counts, as Windows Explorer hides and appends ``.txt``).
+PORTABLE_MARKERS = ("portable.flag", "portable.flag.txt")
+#: The portable data and keys folders, siblings beside the executable: copying the data folder
+#: alone (a backup, a share) carries no key, as with the per-user folders.
+PORTABLE_DATA_FOLDER = "ClinicFusion-data"
+PORTABLE_KEYS_FOLDER = "ClinicFusion-keys"
+_TRUE_WORDS = ("1", "true", "yes", "on")
 
 
 def default_data_dir() -> Path:
@@ -52,6 +67,43 @@ def default_keys_dir() -> Path:
     ``~/.config/ClinicFusion/keys`` on Linux. A copy of the data folder alone cannot forge the
     audit trail's checkpoints."""
     return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False, roaming=False)) / "keys"
+
+
+def application_dir() -> Path:
+    """The folder the app runs from: beside the executable of a frozen bundle (beside the
+    ``.app`` on macOS), else the Python environment's root (``sys.prefix``, e.g. the venv)."""
+    if getattr(sys, "frozen", False):
+        exe_dir = Path(sys.executable).resolve().parent
+        in_app_bundle = exe_dir.name == "MacOS" and exe_dir.parent.name == "Contents"
+        if sys.platform == "darwin" and in_app_bundle:
+            return exe_dir.parent.parent.parent  # .../ClinicFusion.app/Contents/MacOS
+        return exe_dir
+    return Path(sys.prefix).resolve()
+
+
+def portable_marker(app_dir: Path | None = None) -> Path | None:
+    """The ``portable.flag`` file beside the executable, if there is one."""
+    folder = application_dir() if app_dir is None else app_dir
+    for name in PORTABLE_MARKERS:
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def portable_paths(app_dir: Path | None = None) -> tuple[Path, Path]:
+    """The portable data folder and keys folder (siblings, beside the executable)."""
+    folder = application_dir() if app_dir is None else app_dir
+    return folder / PORTABLE_DATA_FOLDER, folder / PORTABLE_KEYS_FOLDER
+
+
+def is_portable(
+    flag: bool = False, environ: Mapping[str, str] | None = None, app_dir: Path | None = None
+) -> bool:
+    """Portable mode: the ``--portable`` flag, ``CLINICFUSION_PORTABLE=1``, or the marker file."""
+    env = os.environ if environ is None else environ
+    if flag or env.get(ENV_PORTABLE, "").strip().lower() in _TRUE_WORDS:
+        return True
+    return portable_marker(app_dir) is not None
 
 
 @dataclass(frozen=True)
@@ -77,6 +129,8 @@ class Settings:
     report_include_note_highlights: bool = True
     report_institution: str = ""
     report_footer: str = ""
+    #: Portable mode: data and keys beside the executable (see :func:`portable_paths`).
+    portable: bool = False
 
     @property
     def logs_dir(self) -> Path:
@@ -215,16 +269,25 @@ def load_settings(
     *,
     log_level: str | None = None,
     environ: Mapping[str, str] | None = None,
+    portable: bool = False,
+    app_dir: Path | None = None,
 ) -> Settings:
     """Resolve the settings from defaults, the settings file, the environment and flags.
 
+    In portable mode (``portable``, ``CLINICFUSION_PORTABLE`` or the marker file beside the
+    executable in ``app_dir``) the defaults of the data and keys folders are the portable
+    folders; an explicit ``--data-dir`` or environment variable still wins.
     Raises :class:`ConfigError` naming the file, variable or value that is wrong.
     """
     env = os.environ if environ is None else environ
+    portable_mode = is_portable(portable, env, app_dir)
+    portable_data, portable_keys = portable_paths(app_dir) if portable_mode else (None, None)
     if data_dir is not None and str(data_dir).strip():
         root = Path(data_dir)
     elif env.get(ENV_DATA_DIR, "").strip():
         root = Path(env[ENV_DATA_DIR])
+    elif portable_data is not None:
+        root = portable_data
     else:
         root = default_data_dir()
     root = root.expanduser().resolve()
@@ -260,7 +323,12 @@ def load_settings(
     else:
         encryption = "none"
 
-    keys_dir = Path(env[ENV_KEYS_DIR]) if env.get(ENV_KEYS_DIR, "").strip() else default_keys_dir()
+    if env.get(ENV_KEYS_DIR, "").strip():
+        keys_dir = Path(env[ENV_KEYS_DIR])
+    elif portable_keys is not None:
+        keys_dir = portable_keys
+    else:
+        keys_dir = default_keys_dir()
     read_timeout = _check_range(
         env.get(ENV_READ_TIMEOUT) or from_file.get("read_timeout_s", 10.0),
         "read_timeout_s",
@@ -300,6 +368,7 @@ def load_settings(
         report_include_note_highlights=bool(report.get("include_note_highlights", True)),
         report_institution=str(report.get("institution", "")).strip(),
         report_footer=str(report.get("footer", "")).strip(),
+        portable=portable_mode,
     )
 
 

@@ -1,11 +1,17 @@
-"""Create the QApplication and show the main window."""
+"""Create the QApplication and show the main window.
+
+The main window's modules (and the database layer) are imported, and the database opened and
+migrated, only after the splash screen is up, so the wait has something on screen.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
 import types
+from typing import TYPE_CHECKING
 
+from PySide6.QtCore import QTimer
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
@@ -13,11 +19,10 @@ from clinic_app._version import __version__
 from clinic_app.config.assets import asset_path
 from clinic_app.config.settings import Settings
 from clinic_app.domain.errors import ClinicError
-from clinic_app.gui.dialogs import show_error
-from clinic_app.gui.main_window import MainWindow
-from clinic_app.gui.workers import db_write_pool
-from clinic_app.services.database import open_database
-from clinic_app.storage.engine import Database
+
+if TYPE_CHECKING:
+    from clinic_app.gui.main_window import MainWindow
+    from clinic_app.storage.engine import Database
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +47,28 @@ def run_gui(settings: Settings) -> int:
     Errors opening the database are shown in a dialog, since a desktop launcher has no
     console; the exit status is the error's. Signing out returns to the login dialog."""
     app = create_application()
+    from clinic_app.gui.splash import show_splash
+
+    splash = show_splash()
     from clinic_app.gui.theme import apply_theme
 
     apply_theme(app, str(getattr(settings, "theme", "system")))
+    splash.say("Loading…")
+    from clinic_app.gui.dialogs import show_error
+    from clinic_app.gui.main_window import MainWindow  # noqa: F401  (imported behind the splash)
+    from clinic_app.gui.workers import db_write_pool
+    from clinic_app.services.database import open_database
+
+    splash.say("Opening the case database…")
     try:
         database = open_database(settings)
     except ClinicError as exc:
         log.error("The case database could not be opened: %s", exc)
+        splash.close()
         show_error(None, exc)
         return exc.exit_code
+    # Closes once the sign-in dialog's event loop runs, i.e. when that dialog is on screen.
+    QTimer.singleShot(0, splash.close)
     try:
         while True:
             window = _signed_in_window(settings, database)
@@ -66,7 +84,9 @@ def run_gui(settings: Settings) -> int:
 
 def _signed_in_window(settings: Settings, database: Database) -> MainWindow | None:
     """Sign in (creating the first admin on first run), then show the main window."""
+    from clinic_app.gui.dialogs import show_error
     from clinic_app.gui.login import sign_in
+    from clinic_app.gui.main_window import MainWindow
 
     wanted: list[bool] = []
     actor = sign_in(database, on_first_run=lambda _actor, seed: wanted.append(seed))

@@ -204,11 +204,18 @@ def _qt_fix() -> str:
 
 def _check_data_dir(settings: Settings) -> Check:
     folder = settings.data_dir
-    facts: dict[str, object] = {"path": str(folder), "log_file": str(settings.log_file)}
+    facts: dict[str, object] = {
+        "path": str(folder),
+        "log_file": str(settings.log_file),
+        "keys_dir": str(settings.keys_dir),
+        "portable": settings.portable,
+    }
+    mode = "; portable mode (data and keys beside the executable)" if settings.portable else ""
     if not folder.exists():
         ancestor = next((p for p in folder.parents if p.exists()), None)
         if ancestor is not None and ancestor.is_dir() and os.access(ancestor, os.W_OK):
-            return Check("Data folder", "ok", f"{folder} (created on first launch)", facts=facts)
+            detail = f"{folder} (created on first launch){mode}"
+            return Check("Data folder", "ok", detail, facts=facts)
         why = f"{ancestor} is not a writable folder" if ancestor else "no parent folder exists"
         return Check(
             "Data folder",
@@ -225,7 +232,7 @@ def _check_data_dir(settings: Settings) -> Check:
             "Fix its permissions or choose another folder with --data-dir.",
             facts,
         )
-    return Check("Data folder", "ok", f"{folder}; log file {settings.log_file}", facts=facts)
+    return Check("Data folder", "ok", f"{folder}; log file {settings.log_file}{mode}", facts=facts)
 
 
 def _check_encrypted_database(settings: Settings, path: Path) -> Check:

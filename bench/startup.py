@@ -40,7 +40,7 @@ print('{"shown": %r}' % time.time(), flush=True)
 CHILD = r"""
 import json, os, sys, time
 from PySide6.QtCore import QEvent, QObject, QTimer
-from PySide6.QtWidgets import QApplication, QDialog, QLineEdit, QMainWindow
+from PySide6.QtWidgets import QApplication, QDialog, QLineEdit, QMainWindow, QWidget
 
 HEAVY = ("torch", "monai", "transformers")
 report = {}
@@ -48,7 +48,7 @@ report = {}
 
 class Probe(QObject):
     def eventFilter(self, obj, event):
-        if event.type() == QEvent.Type.Show and obj.isWindow():
+        if event.type() == QEvent.Type.Show and isinstance(obj, QWidget) and obj.isWindow():
             name = type(obj).__name__
             if isinstance(obj, QDialog) and "login" not in report:
                 report["login"] = time.time()

@@ -53,7 +53,7 @@ def test_one_case_prints_one_json_object_with_every_field(
     assert result["modalities_used"] == ["ecg", "note", "tabular"]
     assert result["modalities_missing"] == {"pathology": "not provided"}
     first = result["suggestions"][0]
-    assert set(first) == {"system", "code", "display", "probability", "abstained"}
+    assert set(first) == {"system", "code", "display", "probability", "abstained", "critical"}
     assert first["system"] == "http://snomed.info/sct"
     assert result["ecg_measurements"]["heart_rate_bpm"] == pytest.approx(61, abs=5)
     assert result["model"]["name"] == "fusion-tiny-test"

@@ -51,18 +51,10 @@ NO_KEYRING = "keyring.backends.fail.Keyring"
 #: Commands the frozen desktop bundle leaves out (its training code is not packaged).
 PYTHON_INSTALL_ONLY = ("train", "evaluate")
 
-#: Commands in the interface contract that later versions fill in, with what they will do.
-RESERVED_COMMANDS: dict[str, str] = {
-    "inspect": "show what ClinicFusion reads from an image, slide, ECG or note file",
-    "predict": "analyse one case's files with the model and print the suggestions",
-    "batch": "import and analyse many cases for the triage worklist",
-    "report": "export a case's explanation report (PDF, DICOM, FHIR)",
-    "audit": "view, verify and export the audit trail",
-    "stats": "release aggregate statistics under the differential-privacy budget",
-    "db": "upgrade, check and back up the case database",
-    "users": "manage user accounts and roles",
-    "demo": "seed or reset the composite demo cases",
-}
+#: The commands of the interface contract (CONVENTIONS.md), each implemented by a module above.
+CONTRACT_COMMANDS: tuple[str, ...] = (
+    "gui", "demo", "predict", "import", "batch", "report", "train", "audit", "db",
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,19 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true", help="print one JSON object")
     doctor.set_defaults(handler=_cmd_doctor)
 
-    implemented: set[str] = set()
     for module_name in COMMAND_MODULES:
         module = importlib.import_module(f"clinic_app.cli.{module_name}")
         module.register(commands)
-        implemented.add(module_name)
-
-    for name, purpose in RESERVED_COMMANDS.items():
-        if name in implemented:
-            continue
-        reserved = commands.add_parser(name, help=f"{purpose} (not in this version)")
-        reserved.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-        reserved.set_defaults(handler=_cmd_reserved)
-
     return parser
 
 
@@ -140,12 +122,6 @@ def _cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
     report = run_doctor(settings)
     print(report.to_json() if args.json else report.to_text())
     return 0 if report.ok else 1
-
-
-def _cmd_reserved(settings: Settings, args: argparse.Namespace) -> int:
-    raise NotAvailable(
-        f"'{args.command}' is not available in this version (ClinicFusion {__version__})."
-    )
 
 
 Handler = Callable[[Settings, argparse.Namespace], int]

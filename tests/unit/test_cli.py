@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from clinic_app import __version__
-from clinic_app.cli import COMMAND_MODULES, RESERVED_COMMANDS, main
+from clinic_app.cli import CONTRACT_COMMANDS, build_parser, main
 from model.bundle import write_metadata
 
 
@@ -34,7 +34,7 @@ def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "--data-dir" in out
     assert "not a validated medical device" in out
-    for command in ["gui", "doctor", *RESERVED_COMMANDS]:
+    for command in ["doctor", *CONTRACT_COMMANDS]:
         assert command in out
     assert "_qt-probe" not in out
 
@@ -46,17 +46,10 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.strip() == f"ClinicFusion {__version__}"
 
 
-@pytest.mark.parametrize("command", sorted(set(RESERVED_COMMANDS) - set(COMMAND_MODULES)))
-def test_reserved_commands_exit_2_with_a_sentence(
-    command: str, capsys: pytest.CaptureFixture[str], data_dir: Path
-) -> None:
-    assert main(["--data-dir", str(data_dir), command, "some-file.svs", "--json"]) == 2
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    assert captured.err.strip() == (
-        f"clinic-app: '{command}' is not available in this version (ClinicFusion {__version__})."
-    )
-    assert "Traceback" not in captured.err
+def test_every_command_of_the_interface_contract_is_implemented() -> None:
+    parser = build_parser()
+    (commands,) = (a for a in parser._actions if a.dest == "command")
+    assert set(CONTRACT_COMMANDS) <= set(commands.choices)  # type: ignore[arg-type]
 
 
 def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

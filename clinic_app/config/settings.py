@@ -65,8 +65,13 @@ def default_data_dir() -> Path:
 def default_keys_dir() -> Path:
     """Secrets kept apart from the data (audit HMAC key, database key when no OS keyring):
     ``~/.config/ClinicFusion/keys`` on Linux. A copy of the data folder alone cannot forge the
-    audit trail's checkpoints."""
-    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False, roaming=False)) / "keys"
+    audit trail's checkpoints. On Windows and macOS the per-user config folder *is* the data
+    folder, so the keys go to a sibling (``%LOCALAPPDATA%\\ClinicFusion-keys``) instead."""
+    config = Path(platformdirs.user_config_dir(APP_NAME, appauthor=False, roaming=False))
+    data = default_data_dir()
+    if config == data or data in config.parents:
+        return data.parent / f"{APP_NAME}-keys"
+    return config / "keys"
 
 
 def application_dir() -> Path:

@@ -102,3 +102,21 @@ def test_unusable_data_dir_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot be created") as caught:
         ensure_data_dirs(settings)
     assert "--data-dir" in str(caught.value)
+
+
+def test_keys_stay_outside_the_data_folder_where_config_and_data_coincide(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Windows and macOS: platformdirs gives one folder for config and data."""
+    import platformdirs
+
+    from clinic_app.config.settings import default_data_dir, default_keys_dir
+
+    same = tmp_path / "AppData" / "Local" / "ClinicFusion"
+    monkeypatch.setattr(platformdirs, "user_data_dir", lambda *a, **k: str(same))
+    monkeypatch.setattr(platformdirs, "user_config_dir", lambda *a, **k: str(same))
+    keys = default_keys_dir()
+    assert keys == same.parent / "ClinicFusion-keys"
+    assert default_data_dir() not in (keys, *keys.parents)
+    monkeypatch.setattr(platformdirs, "user_config_dir", lambda *a, **k: str(tmp_path / "cfg"))
+    assert default_keys_dir() == tmp_path / "cfg" / "keys"

@@ -6,6 +6,9 @@ Figures (medians of several runs after a warm-up), each beside ``CaseService.lis
 
 - worklist page 1 by risk, by uncertainty, flagged only, "me" as reviewer, a deep page
 - review progress (reviewed / total of the whole query)
+- once, not a median: the triage figures written for every case by
+  ``WorklistService.backfill_triage`` (what opening a database analysed before schema
+  revision 0004 costs once)
 
 (The GUI never waits for these: pages load on a worker; tests/gui/test_worklist.py checks that
 reviewing a 100-row page never holds the event loop for 50 ms.)
@@ -32,7 +35,9 @@ from sqlalchemy import func, insert, select, text
 
 from bench._common import cpu_busy_fraction
 from bench.case_list_gui import bulk_insert_cases
+from clinic_app.domain.cases import NewSuggestion
 from clinic_app.domain.records import CaseStatus, Role
+from clinic_app.domain.worklist import triage_scores
 from clinic_app.storage.engine import Database
 from clinic_app.storage.orm import Analysis, Case, Suggestion
 
@@ -53,7 +58,8 @@ def bulk_insert_analysed_cases(
     database: Database, count: int, *, seed: int = 11, composite_every: int = 0
 ) -> int:
     """``count`` cases (bench.case_list_gui's loader), each not 'new' one with an analysis of
-    seven suggestions (about one in ten with an abstention); returns the reviewer's user id."""
+    seven suggestions (about one in ten with an abstention) and its triage figures, as
+    ``CaseService.record_analysis`` writes them; returns the reviewer's user id."""
     rng = random.Random(seed)
     with database.read() as session:
         first_case = int(session.scalar(select(func.coalesce(func.max(Case.id), 0))) or 0)
@@ -77,7 +83,10 @@ def bulk_insert_analysed_cases(
                 session.execute(insert(Analysis), analyses)
                 session.execute(insert(Suggestion), suggestions)
                 session.execute(
-                    text("UPDATE cases SET priority = :p, top_suggestion = :t WHERE id = :i"),
+                    text(
+                        "UPDATE cases SET priority = :p, top_suggestion = :t, triage_risk = :r, "
+                        "triage_abstained = :a, triage_uncertainty = :u WHERE id = :i"
+                    ),
                     tops,
                 )
             analyses.clear()
@@ -106,23 +115,45 @@ def bulk_insert_analysed_cases(
             probabilities = [rng.random() for _ in LABELS]
             abstain = rng.random() < 0.1
             ranked = sorted(zip(LABELS, probabilities, strict=True), key=lambda pair: -pair[1])
-            for rank, ((code, display, critical), p) in enumerate(ranked, start=1):
+            stored = [
+                NewSuggestion(
+                    SNOMED,
+                    code,
+                    display,
+                    probability=p,
+                    calibrated_probability=p,
+                    abstained=abstain and rank == len(LABELS),
+                    evidence={"critical": critical},
+                )
+                for rank, ((code, display, critical), p) in enumerate(ranked, start=1)
+            ]
+            for rank, item in enumerate(stored, start=1):
                 suggestion_id += 1
                 suggestions.append(
                     {
                         "id": suggestion_id,
                         "analysis_id": analysis_id,
                         "rank": rank,
-                        "code_system": SNOMED,
-                        "code": code,
-                        "display": display,
-                        "probability": p,
-                        "calibrated_probability": p,
-                        "abstained": abstain and rank == len(LABELS),
-                        "evidence": {"critical": critical},
+                        "code_system": item.code_system,
+                        "code": item.code,
+                        "display": item.display,
+                        "probability": item.probability,
+                        "calibrated_probability": item.calibrated_probability,
+                        "abstained": item.abstained,
+                        "evidence": item.evidence,
                     }
                 )
-            tops.append({"p": ranked[0][1], "t": ranked[0][0][1], "i": case_id})
+            triage = triage_scores(stored)
+            tops.append(
+                {
+                    "p": ranked[0][1],
+                    "t": ranked[0][0][1],
+                    "r": triage.risk,
+                    "a": triage.abstained,
+                    "u": triage.uncertainty,
+                    "i": case_id,
+                }
+            )
             if len(analyses) >= 5_000:
                 flush()
         flush()
@@ -197,6 +228,19 @@ def main(argv: list[str] | None = None) -> int:
         for name, fn in figures.items():
             median = _timed(fn, args.repeats)
             print(f"{name:34} {median:10.1f} {baseline:17.1f} {median / baseline:7.1f}")
+        with database.write() as session:  # as a database analysed before revision 0004
+            forgotten = session.execute(
+                text(
+                    "UPDATE cases SET triage_risk = NULL, triage_abstained = 0, "
+                    "triage_uncertainty = NULL"
+                )
+            ).rowcount
+        started = time.perf_counter()
+        backfilled = service.backfill_triage(Actor.system())
+        once = (time.perf_counter() - started) * 1000
+        assert backfilled == forgotten - (args.cases + 3) // 4  # every fourth case is new
+        print(f"{'backfill ' + format(backfilled, ',') + ' cases (once)':34} {once:10.1f} "
+              f"{baseline:17.1f} {once / baseline:7.1f}")  # fmt: skip
         print(f"other processes' CPU use after: {cpu_busy_fraction():.0%}")
         database.dispose()
     return 0

@@ -210,7 +210,7 @@ class MainWindow(QMainWindow):
             self.case_list.setFocus()
 
     def _ensure_worklist(self) -> None:
-        """Build the worklist once: the critical labels are read in the background first."""
+        """Build the worklist once; its service is made in the background first."""
         if self.worklist is not None or self._worklist_pending or self.services is None:
             return
         from clinic_app.services.analysis import resolve_bundle
@@ -219,22 +219,32 @@ class MainWindow(QMainWindow):
         settings = self.settings
         self._worklist_pending = True
         layout = self.worklist_layout
-        waiting = QLabel("Reading the model's critical labels\u2026")
+        waiting = QLabel("Opening the triage worklist\u2026")
         waiting.setAlignment(Qt.AlignmentFlag.AlignCenter)
         layout.addWidget(waiting)
 
-        def codes() -> frozenset[str]:
-            return critical_codes(resolve_bundle(settings, None))
+        cases = self.services.cases
 
-        def build(found: frozenset[str]) -> None:
-            from clinic_app.gui.worklist import WorklistView
+        def make_service() -> Any:
+            """Off the GUI thread: reading the critical labels verifies the bundle, and the
+            service's first creation after an upgrade fills the triage figures (seconds)."""
             from clinic_app.services.worklist import WorklistService
+
+            found: frozenset[str] = frozenset()
+            try:
+                found = critical_codes(resolve_bundle(settings, None))
+            except ClinicError as exc:
+                # Without the bundle the worklist still ranks analyses by their stored flags.
+                log.warning("Critical labels unavailable for the worklist: %s", exc)
+            return WorklistService(cases, critical_codes=found)
+
+        def build(service: Any) -> None:
+            from clinic_app.gui.worklist import WorklistView
 
             self._worklist_pending = False
             waiting.deleteLater()
             if self.actor is None or self.services is None:
                 return
-            service = WorklistService(self.services.cases, critical_codes=found)
             self.worklist = WorklistView(service, self.actor)
             self.worklist.openCase.connect(self.open_case)
             self.worklist.caseChanged.connect(lambda _uid: self._refresh_list())
@@ -246,11 +256,11 @@ class MainWindow(QMainWindow):
                 self.worklist.setFocus()
 
         def failed(exc: Exception) -> None:
-            # Without the bundle the worklist still ranks new analyses by their stored flags.
-            log.warning("Critical labels unavailable for the worklist: %s", exc)
-            build(frozenset())
+            self._worklist_pending = False
+            waiting.setText("The triage worklist could not be opened.")
+            show_error(self, exc)
 
-        run_in_background(codes, build, failed)
+        run_in_background(make_service, build, failed)
 
     def show_worklist(self) -> None:
         if self.case_list is None:

@@ -13,7 +13,7 @@ import json
 import os
 import secrets
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +46,7 @@ from clinic_app.domain.notes import MAX_NOTE_CHARS
 from clinic_app.domain.permissions import Permission
 from clinic_app.domain.records import AuditAction, CaseStatus, DecisionAction, Modality, ReportKind
 from clinic_app.domain.search import query_words, search_terms
+from clinic_app.domain.worklist import triage_scores
 from clinic_app.services.authorization import authorize
 from clinic_app.services.context import Actor, record_audit
 from clinic_app.services.identifiers import PatientIdentifierCipher
@@ -589,7 +590,14 @@ class CaseService:
             return vitals.id
 
     # -- analysis, decisions, sign-off -----------------------------------------------------
-    def record_analysis(self, actor: Actor, case_uid: str, result: NewAnalysis) -> AnalysisInfo:
+    def record_analysis(
+        self,
+        actor: Actor,
+        case_uid: str,
+        result: NewAnalysis,
+        *,
+        in_transaction: Callable[[Session, int], None] | None = None,
+    ) -> AnalysisInfo:
         """Store a finished model run with its suggestions; the case becomes 'analysed'."""
         self._authorize(
             actor, Permission.CASE_ANALYSE, "case.analyse", AuditAction.EXECUTE, case_uid
@@ -645,6 +653,10 @@ class CaseService:
                 if top and top.calibrated_probability is not None
                 else (top.probability if top else None)
             )
+            # The worklist sorts and filters by these (see clinic_app.domain.worklist).
+            triage = triage_scores(analysis.suggestions)
+            case.triage_risk, case.triage_abstained = triage.risk, triage.abstained
+            case.triage_uncertainty = triage.uncertainty
             if case.status is CaseStatus.NEW:
                 case.status = CaseStatus.ANALYSED
             self._touch(case)
@@ -660,6 +672,8 @@ class CaseService:
                 bundle_sha256=result.bundle_sha256,
                 input_sha256s=list(result.input_sha256s),
             )
+            if in_transaction is not None:  # e.g. the batch worker marks its item done
+                in_transaction(session, analysis.id)
             return _analysis_info(analysis)
 
     def decide(
@@ -779,6 +793,10 @@ class CaseService:
                 is_composite_demo=old.is_composite_demo,
                 top_suggestion=old.top_suggestion,
                 priority=old.priority,
+                # No analysis of its own yet: off the triage worklist until re-analysed.
+                triage_risk=None,
+                triage_abstained=0,
+                triage_uncertainty=None,
                 created_by_id=actor.user_id,
                 reviewer_id=old.reviewer_id,
             )

@@ -165,6 +165,25 @@ class Case(Base):
         CheckConstraint("version >= 1", name="version_positive"),
         Index("ix_cases_status_updated_at", "status", "updated_at"),
         Index("ix_cases_updated_at", "updated_at"),
+        # The triage worklist walks these in its sort order and counts through them without
+        # reading the table: they hold every column its filters test (bench/worklist_gui.py:
+        # page 500 of 100,000 cases 250 -> 35 ms, counts 60 -> 24 ms on SQLite).
+        Index(
+            "ix_cases_triage_risk",
+            "triage_risk",
+            "status",
+            "reviewer_id",
+            "triage_abstained",
+            "triage_uncertainty",
+        ),
+        Index(
+            "ix_cases_triage_uncertainty",
+            "triage_uncertainty",
+            "status",
+            "reviewer_id",
+            "triage_risk",
+            "triage_abstained",
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -183,6 +202,13 @@ class Case(Base):
     is_composite_demo: Mapped[bool] = mapped_column(Boolean, default=False)
     top_suggestion: Mapped[str | None] = mapped_column(String(200), index=True)
     priority: Mapped[float | None] = mapped_column(Float, index=True)
+    # The triage worklist's figures of the latest analysis (clinic_app.domain.worklist
+    # .triage_scores), written with it so the worklist sorts and filters through indexes;
+    # grouping the suggestions per query took 0.6-1.8 s a page at 100,000 cases.
+    # triage_uncertainty NULL: no analysis (the case is not on the worklist).
+    triage_risk: Mapped[float | None] = mapped_column(Float)
+    triage_abstained: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    triage_uncertainty: Mapped[float | None] = mapped_column(Float)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     reviewer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
@@ -494,9 +520,7 @@ class BatchItem(Base):
     )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
-    analysis_id: Mapped[int | None] = mapped_column(
-        ForeignKey("analyses.id", ondelete="SET NULL")
-    )
+    analysis_id: Mapped[int | None] = mapped_column(ForeignKey("analyses.id", ondelete="SET NULL"))
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
 

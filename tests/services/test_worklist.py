@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from clinic_app.domain.cases import NewAnalysis, NewSuggestion
 from clinic_app.domain.errors import AccessDenied
@@ -19,15 +19,17 @@ from clinic_app.domain.worklist import (
     FLAG_OVERRIDE,
     REVIEWER_ME,
     REVIEWER_UNASSIGNED,
+    TriageScores,
     WorklistQuery,
     WorklistSort,
     WorklistStatus,
+    triage_scores,
 )
 from clinic_app.services.cases import CaseService
 from clinic_app.services.context import Actor
 from clinic_app.services.worklist import WorklistService
 from clinic_app.storage.engine import Database
-from clinic_app.storage.orm import AuditEvent, User
+from clinic_app.storage.orm import AuditEvent, Case, User
 
 SNOMED = "http://snomed.info/sct"
 AF, MALIGNANT, SINUS, PVC, PAC = "164889003", "363346000", "426783006", "427172004", "284470004"
@@ -306,3 +308,174 @@ def test_signing_checks_the_password_again(cases: CaseService, database: Databas
     assert signed.user == "dr-lee" and signed.final_impression == "AF confirmed."
     item = service.item(actor, uid)
     assert item is not None and item.signed and item.reviewed
+
+
+# -- the stored triage figures ------------------------------------------------------------------
+def scored(labels: Sequence[Label], **kwargs: Any) -> TriageScores:
+    return triage_scores(new_analysis(labels, **kwargs).suggestions)
+
+
+def test_triage_scores_follow_the_documented_formula() -> None:
+    # risk: highest calibrated probability of a critical label, abstained ones included
+    high = scored([(AF, 0.90, False), (SINUS, 0.20, False), (MALIGNANT, 0.95, True)])
+    assert high.risk == pytest.approx(0.95) and high.abstained == 1
+    # uncertainty = abstained + 1 - 2 * |p(top) - 0.5|, top = first confident by rank
+    assert high.uncertainty == pytest.approx(1 + 1 - 2 * 0.40)
+    assert scored([(SINUS, 0.55, False)]) == TriageScores(None, 0, pytest.approx(0.9))
+    # nothing confident: p(top) counts as 0.5, the most uncertain call
+    assert scored([(PVC, 0.8, True), (PAC, 0.1, True)]).uncertainty == pytest.approx(3.0)
+    # the raw probability where there is no calibration
+    raw = NewSuggestion(SNOMED, AF, "AF", probability=0.7, evidence={"critical": True})
+    assert triage_scores([raw]) == TriageScores(0.7, 0, pytest.approx(0.6))
+    # the bundle's codes only for suggestions without the evidence flag
+    old = new_analysis([(AF, 0.7, False)], flag_critical=False).suggestions
+    assert triage_scores(old).risk is None
+    assert triage_scores(old, {f"{SNOMED}|{AF}"}).risk == pytest.approx(0.7)
+    assert (
+        triage_scores(new_analysis([(SINUS, 0.9, False)]).suggestions, {f"{SNOMED}|{SINUS}"}).risk
+        is None  # evidence says "critical": False, which wins over the code list
+    )
+
+
+def stored_triage(database: Database, uid: str) -> list[tuple[Any, ...]]:
+    with database.read() as session:
+        rows = session.execute(
+            select(Case.version, Case.triage_risk, Case.triage_abstained, Case.triage_uncertainty)
+            .where(Case.case_uid == uid)
+            .order_by(Case.version)
+        ).all()
+    return [tuple(row) for row in rows]
+
+
+def test_recording_an_analysis_stores_its_triage_figures_and_amending_clears_them(
+    cases: CaseService, database: Database, clinician: Actor
+) -> None:
+    labels: list[Label] = [(SINUS, 0.97, False), (MALIGNANT, 0.60, True)]
+    uid = cases.create_case(clinician, title="Stored").case_uid
+    assert stored_triage(database, uid) == [(1, None, 0, None)]  # not analysed: not listed
+    cases.record_analysis(clinician, uid, new_analysis(labels))
+    expected = scored(labels)
+    assert stored_triage(database, uid) == [
+        (1, expected.risk, expected.abstained, pytest.approx(expected.uncertainty))
+    ]
+    service = WorklistService(cases)
+    (item,) = service.worklist(clinician).items
+    assert (item.risk, item.abstained_count) == (expected.risk, expected.abstained)
+    cases.sign(clinician, uid, "Sinus rhythm.")
+    cases.amend(clinician, uid, "Late biopsy result")
+    assert stored_triage(database, uid)[1] == (2, None, 0, None)
+    assert service.worklist(clinician).items == []  # the new version awaits its analysis
+    cases.record_analysis(clinician, uid, new_analysis([(AF, 0.8, False)]))
+    assert stored_triage(database, uid)[1][:3] == (2, pytest.approx(0.8), 0)
+    assert [i.version for i in service.worklist(clinician).items] == [2]
+
+
+def test_paging_by_risk_crosses_from_ranked_to_unranked_cases(
+    cases: CaseService, clinician: Actor
+) -> None:
+    made = [
+        analysed_case(cases, clinician, "r0.7", [(AF, 0.7, False)]),
+        analysed_case(cases, clinician, "none-a", [(SINUS, 0.9, False)]),
+        analysed_case(cases, clinician, "r0.9", [(MALIGNANT, 0.9, False)]),
+        analysed_case(cases, clinician, "none-b", [(PVC, 0.6, False)]),
+        analysed_case(cases, clinician, "r0.7-later", [(AF, 0.7, False)]),
+        analysed_case(cases, clinician, "none-c", [(PAC, 0.3, True)]),
+    ]
+    assert len(made) == 6
+    service = WorklistService(cases)
+    # by risk, ties newest first; then cases without risk, newest first
+    expected = ["r0.9", "r0.7-later", "r0.7", "none-c", "none-b", "none-a"]
+    assert titles(service.worklist(clinician, page_size=100)) == expected
+    for size in (1, 2, 4):
+        pages = [
+            titles(service.worklist(clinician, offset=start, page_size=size))
+            for start in range(0, 6, size)
+        ]
+        assert [t for page in pages for t in page] == expected
+    assert titles(service.worklist(clinician, offset=2, page_size=3)) == expected[2:5]
+    flagged = service.worklist(clinician, WorklistQuery(only_flagged=True))
+    assert titles(flagged) == ["r0.9", "r0.7-later", "r0.7", "none-c"]
+    assert (flagged.total, service.worklist(clinician, offset=6).total) == (4, 6)
+
+
+def forget_triage(database: Database) -> None:
+    """Make the database look as if analysed before schema revision 0004."""
+    with database.write() as session:
+        session.execute(
+            update(Case).values(
+                triage_risk=None,
+                triage_abstained=0,
+                triage_uncertainty=None,
+                updated_at=Case.updated_at,
+            )
+        )
+
+
+def backfill_events(database: Database) -> list[AuditEvent]:
+    with database.read() as session:
+        return list(
+            session.scalars(
+                select(AuditEvent).where(AuditEvent.event_type == "case.triage.backfill")
+            )
+        )
+
+
+def test_creating_the_service_backfills_cases_analysed_before_the_triage_columns(
+    cases: CaseService, database: Database, clinician: Actor, four: dict[str, str]
+) -> None:
+    before = titles(WorklistService(cases).worklist(clinician))
+    before_uncertain = titles(
+        WorklistService(cases).worklist(clinician, WorklistQuery(sort=WorklistSort.UNCERTAINTY))
+    )
+    with database.read() as session:
+        updated = dict(session.execute(select(Case.id, Case.updated_at)).all())
+    forget_triage(database)
+    assert backfill_events(database) == []
+    service = WorklistService(cases)  # writes the figures once, as the system
+    assert titles(service.worklist(clinician)) == before
+    uncertain = service.worklist(clinician, WorklistQuery(sort=WorklistSort.UNCERTAINTY))
+    assert titles(uncertain) == before_uncertain
+    (event,) = backfill_events(database)
+    assert event.username == "system" and event.details == {"cases": 4, "critical_codes": 0}
+    with database.read() as session:  # not a clinical change: the case list order stays
+        assert dict(session.execute(select(Case.id, Case.updated_at)).all()) == updated
+    assert service.backfill_triage(Actor.system()) == 0  # nothing left: no second event
+    WorklistService(cases)
+    assert len(backfill_events(database)) == 1
+    with pytest.raises(AccessDenied):  # an explicit run needs database administration
+        forget_triage(database)
+        service.backfill_triage(clinician)
+
+
+def test_backfill_takes_risk_from_the_bundles_codes_for_unflagged_analyses(
+    cases: CaseService, database: Database, clinician: Actor
+) -> None:
+    old = analysed_case(
+        cases, clinician, "Old AF", [(AF, 0.70, False), (SINUS, 0.9, False)], flag_critical=False
+    )
+    analysed_case(cases, clinician, "New", [(MALIGNANT, 0.40, False)])
+    assert stored_triage(database, old)[0][1] is None  # the flag is missing: no risk yet
+    codes = {f"{SNOMED}|{AF}", f"{SNOMED}|{MALIGNANT}"}
+    service = WorklistService(cases)
+    assert service.backfill_triage(Actor.system(), codes) == 1  # only the unflagged case
+    assert stored_triage(database, old)[0][1] == pytest.approx(0.70)
+    assert service.backfill_triage(Actor.system(), codes) == 0
+    assert titles(service.worklist(clinician)) == ["Old AF", "New"]
+
+
+def test_a_database_analysed_before_revision_0004_keeps_its_data_and_gets_its_figures(
+    cases: CaseService, database: Database, clinician: Actor, four: dict[str, str]
+) -> None:
+    from clinic_app.storage.migrate import downgrade, schema_differences, upgrade
+
+    service = WorklistService(cases)
+    item = service.worklist(clinician).items[0]
+    cases.decide(clinician, item.case_uid, item.suggestions[0].id, DecisionAction.ACCEPT)
+    before = service.worklist(clinician)
+    downgrade(database, "0003")  # drops the triage columns in place (never copies 'cases')
+    upgrade(database)
+    assert schema_differences(database) == []
+    after = WorklistService(cases).worklist(clinician)
+    assert titles(after) == titles(before) and after.progress == before.progress == (1, 4)
+    assert [i.decisions for i in after.items] == [i.decisions for i in before.items]
+    assert len(backfill_events(database)) == 1

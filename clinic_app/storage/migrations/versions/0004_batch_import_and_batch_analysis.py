@@ -69,9 +69,26 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_batch_items_case_uid'), ['case_uid'], unique=False)
         batch_op.create_index('ix_batch_items_run_id_state', ['run_id', 'state'], unique=False)
 
+    with op.batch_alter_table('cases', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('triage_risk', sa.Float(), nullable=True))
+        batch_op.add_column(sa.Column('triage_abstained', sa.Integer(), server_default='0', nullable=False))
+        batch_op.add_column(sa.Column('triage_uncertainty', sa.Float(), nullable=True))
+        batch_op.create_index('ix_cases_triage_risk', ['triage_risk', 'status', 'reviewer_id', 'triage_abstained', 'triage_uncertainty'], unique=False)
+        batch_op.create_index('ix_cases_triage_uncertainty', ['triage_uncertainty', 'status', 'reviewer_id', 'triage_risk', 'triage_abstained'], unique=False)
+
 
 
 def downgrade() -> None:
+    # Never copy 'cases' (batch mode's default on SQLite): with foreign keys on, dropping the
+    # old table cascades to its analyses, decisions and search terms. SQLite >= 3.35 drops a
+    # column in place.
+    with op.batch_alter_table('cases', schema=None, recreate='never') as batch_op:
+        batch_op.drop_index('ix_cases_triage_uncertainty')
+        batch_op.drop_index('ix_cases_triage_risk')
+        batch_op.drop_column('triage_uncertainty')
+        batch_op.drop_column('triage_abstained')
+        batch_op.drop_column('triage_risk')
+
     with op.batch_alter_table('batch_items', schema=None) as batch_op:
         batch_op.drop_index('ix_batch_items_run_id_state')
         batch_op.drop_index(batch_op.f('ix_batch_items_case_uid'))

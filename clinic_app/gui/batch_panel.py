@@ -118,6 +118,9 @@ class BatchAnalysisDialog(QDialog):
         self.cancel_button.clicked.connect(self.cancel_run)
         close = self.buttons.addButton(QDialogButtonBox.StandardButton.Close)
         close.clicked.connect(self.close)
+        for button in (self.queue_button, self.resume_button, self.cancel_button, close):
+            button.setAutoDefault(False)  # Enter must not start or cancel a batch by accident
+            button.setDefault(False)
 
         layout = QVBoxLayout(self)
         layout.addWidget(intro)

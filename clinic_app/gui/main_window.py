@@ -247,7 +247,9 @@ class MainWindow(QMainWindow):
                 return
             self.worklist = WorklistView(service, self.actor)
             self.worklist.openCase.connect(self.open_case)
-            self.worklist.caseChanged.connect(lambda _uid: self._refresh_list())
+            # Only the case list: the worklist updated its own row and moved to the next case
+            # (refreshing it here would re-select the case just decided).
+            self.worklist.caseChanged.connect(lambda _uid: self.case_list.refresh())
             self.worklist.statusMessage.connect(
                 lambda text: self.statusBar().showMessage(text, 8000)
             )

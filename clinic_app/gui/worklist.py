@@ -507,9 +507,11 @@ class WorklistView(QWidget):
         metrics = table.fontMetrics()
         widths = {
             RISK_COLUMN: "Risk 100 %",
-            FLAGS_COLUMN: "\u26a0 critical \u2265 50%  ? abstained  \u2205 missing ECG",
+            # Flags beyond the column's width show as "+N" (all are in the tooltip and the
+            # review pane), so the title, with its composite badge, keeps room to be read.
+            FLAGS_COLUMN: "\u26a0 critical \u2265 50%  ? abstained  +1",
             CASE_COLUMN: "C-WWWWWWWWWW",
-            4: "Malignant neoplastic disease \u00b7 100 %",
+            4: "Sinus bradycardia \u00b7 100 %",
             5: "\u2714 In reviewW",
             6: "reviewernam",
         }

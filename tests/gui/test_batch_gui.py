@@ -167,9 +167,7 @@ def test_batch_analysis_queues_new_cases_and_a_worker_process_analyses_them(
     with qtbot.waitSignal(dialog.casesAnalysed, timeout=240_000, raising=False):
         dialog.queue_button.click()
         qtbot.waitUntil(lambda: dialog.worker_pid is not None, timeout=20_000)
-    qtbot.waitUntil(
-        lambda: dialog.status is not None and dialog.status.finished, timeout=240_000
-    )
+    qtbot.waitUntil(lambda: dialog.status is not None and dialog.status.finished, timeout=240_000)
     status = dialog.status
     assert (status.total, status.done, status.failed) == (2, 2, 0), dialog.failures.toPlainText()
     assert "finished" in dialog.state_label.text()
@@ -177,3 +175,46 @@ def test_batch_analysis_queues_new_cases_and_a_worker_process_analyses_them(
         analysis = services.cases.get_case(actor, uid).latest_analysis
         assert analysis is not None and analysis.outputs["batch"]["run_id"] == status.run_id
     dialog.close()
+
+
+def test_a_decision_in_the_worklist_moves_to_the_next_case_in_the_window(
+    session: dict[str, Any], qtbot: Any
+) -> None:
+    """In the main window (not only the bare view): accepting with A moves on, and the case
+    list is refreshed without pulling the worklist back to the case just decided."""
+    from PySide6.QtCore import Qt
+
+    from clinic_app.domain.cases import NewAnalysis, NewSuggestion
+
+    window, services, actor = session["window"], session["services"], session["actor"]
+    for risk in (0.9, 0.6):
+        uid = services.cases.create_case(actor, title=f"Risk {risk}").case_uid
+        services.cases.record_analysis(
+            actor,
+            uid,
+            NewAnalysis(
+                model_name="hand-made",
+                model_version="1",
+                bundle_sha256="0" * 64,
+                input_sha256s=[],
+                device="cpu",
+                suggestions=[
+                    NewSuggestion(
+                        "http://snomed.info/sct", "164889003", "Atrial fibrillation", risk, risk,
+                        evidence={"critical": True},
+                    )
+                ],
+            ),
+        )  # fmt: skip
+    window.show_worklist()
+    qtbot.waitUntil(lambda: window.worklist is not None, timeout=20_000)
+    worklist = window.worklist
+    qtbot.waitUntil(lambda: worklist.model.rowCount() == 2, timeout=20_000)
+    first = worklist.current_item()
+    assert first is not None and first.risk == 0.9
+    worklist.setFocus()
+    qtbot.keyClick(worklist.table, Qt.Key.Key_A)
+    qtbot.waitUntil(lambda: worklist.current_row() == 1, timeout=20_000)
+    qtbot.wait(500)  # the case list refresh that follows must not move the selection back
+    assert worklist.current_row() == 1
+    assert services.cases.get_case(actor, first.case_uid).decisions

@@ -89,7 +89,8 @@ class ModelSummary:
 
 @dataclass(frozen=True)
 class InputLine:
-    """One input of the case: what it is and whether the model used it."""
+    """One input of the case: what it is and whether the model used it. The input an analysis
+    considered comes first of its modality (``ReportData.inputs_missing`` explains it)."""
 
     modality: str  # "pathology" | "ecg" | "note" | "tabular"
     description: str  # e.g. "slide.svs, 2,220 x 2,967 px, 0.499 µm/px"

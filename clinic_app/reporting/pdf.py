@@ -355,9 +355,11 @@ def _inputs(data: ReportData, s: _Styles) -> list[Any]:
     extra: list[tuple[Any, ...]] = []
     seen = set()
     for line in data.inputs:
+        # The modality's reason belongs to the input the analysis considered, which comes
+        # first; later inputs of the kind say themselves why they were not analysed.
+        reason = None if line.modality in seen else data.inputs_missing.get(line.modality)
         seen.add(line.modality)
         description = line.description
-        reason = data.inputs_missing.get(line.modality)
         if not line.used and reason:
             description = f"{description} — not used: {reason}"
         sha = f"{line.sha256[:16]}…" if line.sha256 else "–"

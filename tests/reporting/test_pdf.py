@@ -284,3 +284,27 @@ def test_a_missing_font_is_a_clear_configuration_error(monkeypatch: pytest.Monke
 def test_naive_times_render(typical: ReportData) -> None:
     data = sample.replace(typical, generated_at=datetime(2026, 3, 2, 10, 0), sign_off=None)
     assert render_pdf(data).startswith(b"%PDF")
+
+
+def test_a_modalitys_missing_reason_is_given_once_for_the_input_the_analysis_considered(
+    typical: ReportData, tmp_path: Path
+) -> None:
+    from clinic_app.reporting.data import InputLine
+
+    reason = "no tissue found on the slide"
+    data = sample.replace(
+        typical,
+        inputs=(
+            InputLine("pathology", "slide-a.svs", False, "a" * 64),
+            InputLine(
+                "pathology",
+                "slide-b.svs (not analysed: another input of this kind was)",
+                False,
+                "b" * 64,
+            ),
+        ),
+        inputs_missing={"pathology": reason},
+    )
+    text = _text(_write(tmp_path, data))
+    assert text.count(reason) == 1
+    assert f"slide-a.svs — not used: {reason}" in text

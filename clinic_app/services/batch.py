@@ -311,7 +311,8 @@ class BatchService:
                     raise InputError(
                         "There are no new cases to analyse: every unsigned case with inputs "
                         "has an analysis or is queued already.",
-                        hint="Name cases with --case to analyse them again.",
+                        hint="To analyse a case again, open it and press Analyse (or name it "
+                        "with `clinic-app batch enqueue --case`).",
                     )
             else:
                 wanted = list(dict.fromkeys(uid.strip() for uid in case_uids if uid.strip()))

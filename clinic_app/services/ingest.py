@@ -289,20 +289,50 @@ _SAFE_METADATA_KEYS = frozenset(
 
 def scrub_metadata(value: Any, shift_days: int, key: str = "") -> Any:
     """Metadata with free text scrubbed (names, numbers, dates) and ages over 89 as "90+";
-    structured fields such as SNOMED codes are kept."""
-    from clinic_app.io.deid.copies import scrub_wfdb_comment
+    structured fields such as SNOMED codes are kept. Every free-text value goes through the
+    scrubber in one batch (one run of the learned tagger for the whole header)."""
+    from clinic_app.io.deid.copies import scrub_wfdb_comments
 
-    if key in _SAFE_METADATA_KEYS:
-        return value
-    if key == "age" and isinstance(value, int | float) and value > 89:
-        return "90+"
-    if isinstance(value, dict):
-        return {k: scrub_metadata(v, shift_days, str(k)) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [scrub_metadata(v, shift_days, key) for v in value]
-    if isinstance(value, str):
-        return scrub_wfdb_comment(value, shift_days)
-    return value
+    texts: list[str] = []
+
+    def collect(item: Any, item_key: str) -> Any:
+        """The structure with each free-text string replaced by its index in ``texts``."""
+        if item_key in _SAFE_METADATA_KEYS:
+            return _Kept(item)
+        if item_key == "age" and isinstance(item, int | float) and item > 89:
+            return _Kept("90+")
+        if isinstance(item, dict):
+            return {k: collect(v, str(k)) for k, v in item.items()}
+        if isinstance(item, list | tuple):
+            return [collect(v, item_key) for v in item]
+        if isinstance(item, str):
+            texts.append(item)
+            return _Text(len(texts) - 1)
+        return _Kept(item)
+
+    shape = collect(value, key)
+    scrubbed = scrub_wfdb_comments(texts, shift_days)
+
+    def rebuild(item: Any) -> Any:
+        if isinstance(item, _Text):
+            return scrubbed[item.index]
+        if isinstance(item, _Kept):
+            return item.value
+        if isinstance(item, dict):
+            return {k: rebuild(v) for k, v in item.items()}
+        return [rebuild(v) for v in item]
+
+    return rebuild(shape)
+
+
+@dataclass(frozen=True, slots=True)
+class _Text:
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    value: Any
 
 
 @dataclass(frozen=True, slots=True)

@@ -112,15 +112,30 @@ _WFDB_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
 
 def scrub_wfdb_comment(comment: str, shift_days: int) -> str:
     """One header comment (without its '#') de-identified."""
-    from clinic_app.io.deid.text import scrub_text
+    return scrub_wfdb_comments([comment], shift_days)[0]
 
-    if _STRUCTURED_COMMENT.match(comment):
-        return comment
-    age = _AGE_COMMENT.match(comment)
-    if age:
-        value = age.group(2) or ""
-        return age.group(1) + ("90+" if value.isdigit() and int(value) > 89 else value)
-    return scrub_text(comment, date_shift_days=shift_days)[0]
+
+def scrub_wfdb_comments(comments: list[str], shift_days: int) -> list[str]:
+    """Header comments or metadata values de-identified: structured ones (Dx, Sex) kept, ages
+    over 89 as "90+", free text scrubbed with one run of the tagger for all of them."""
+    from clinic_app.io.deid.text import scrub_texts
+
+    out: list[str | None] = []
+    free: list[int] = []
+    for comment in comments:
+        age = _AGE_COMMENT.match(comment)
+        if _STRUCTURED_COMMENT.match(comment):
+            out.append(comment)
+        elif age:
+            value = age.group(2) or ""
+            out.append(age.group(1) + ("90+" if value.isdigit() and int(value) > 89 else value))
+        else:
+            out.append(None)
+            free.append(len(out) - 1)
+    scrubbed = scrub_texts([comments[i] for i in free], date_shift_days=shift_days)
+    for index, (text, _) in zip(free, scrubbed, strict=True):
+        out[index] = text
+    return [text if text is not None else "" for text in out]
 
 
 def _wfdb_archive(header: Path, work: Path, shift_days: int) -> Path:

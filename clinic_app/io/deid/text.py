@@ -1685,6 +1685,52 @@ def scrub_text(
     return scrub_with(text, date_shift_days, pseudonym, _tagger_spans(text))
 
 
+#: What separates the texts ``scrub_texts`` tags in one run (a paragraph break: no name or
+#: number runs across it).
+_BATCH_SEPARATOR = "\n\n"
+
+
+def scrub_texts(
+    texts: list[str], *, date_shift_days: int, pseudonym: str | None = None
+) -> list[tuple[str, tuple[PhiReplacement, ...]]]:
+    """``scrub_text`` for many short texts (a file's metadata values) with ONE run of the learned
+    tagger over all of them: a run costs about half a second whatever the length, so a DICOM
+    header's dozens of free-text values took tens of seconds one by one. A tagged span is given
+    back to the text it lies in; one that would cross into the next text is not a span of
+    either (the rules still see each text whole)."""
+    if not texts:
+        return []
+    tagged = _tagger_spans(_BATCH_SEPARATOR.join(texts))
+    results = []
+    offset = 0
+    for text in texts:
+        end = offset + len(text)
+        own = [
+            TaggedSpanAt(span, offset)
+            for span in tagged
+            if span.start >= offset and span.end <= end
+        ]
+        results.append(scrub_with(text, date_shift_days, pseudonym, [a.local() for a in own]))
+        offset = end + len(_BATCH_SEPARATOR)
+    return results
+
+
+@dataclass(frozen=True, slots=True)
+class TaggedSpanAt:
+    """A tagger span of the joined texts and where its own text starts in them."""
+
+    span: ner.TaggedSpan
+    offset: int
+
+    def local(self) -> ner.TaggedSpan:
+        return ner.TaggedSpan(
+            self.span.start - self.offset,
+            self.span.end - self.offset,
+            self.span.category,
+            self.span.probability,
+        )
+
+
 def scrub_with(
     text: str, date_shift_days: int, pseudonym: str | None, tagged: list[ner.TaggedSpan]
 ) -> tuple[str, tuple[PhiReplacement, ...]]:
